@@ -1,0 +1,23 @@
+"""nws-bench sketch core: LSH families, the Nadaraya-Watson sketch, its exact reference, and samplers.
+
+Pure PyTorch (no Hydra, no W&B); runs on whatever device its inputs are on.
+
+    from sketch import SRPHash, NWSketch
+    sk = NWSketch(SRPHash(dim=d, rows=16, bits=4, seed=0), width=1024)
+    sk.update(x, losses); sk.estimate(x)
+"""
+from ._exact import GaussianKernel, nadaraya_watson
+from ._hashes import LSHFamily, PStableHash, SRPHash
+from ._sizing import suggest_depth, suggest_width
+from ._sketch import NWSketch
+
+__all__ = [
+    "LSHFamily",
+    "SRPHash",
+    "PStableHash",
+    "NWSketch",
+    "nadaraya_watson",
+    "GaussianKernel",
+    "suggest_depth",
+    "suggest_width",
+]
