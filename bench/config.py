@@ -1,0 +1,319 @@
+"""Structured configs (dataclass schemas in Hydra's ConfigStore) and the semantic checks run before training.
+
+The schemas make a misspelled key or a value of the wrong type fail when Hydra composes the config; the
+checks in `validate` catch values of the right type but out of range (width 0, bandwidth <= 0, a target
+outside [0, 1], a batch larger than the dataset, ...) and raise `ConfigError` with one line naming the
+key, the value and what is allowed. `bench.run` prints that line and exits with status 2 before training.
+
+    from bench.config import register_configs, validate
+    register_configs()   # done by bench.run at import
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+__all__ = ["ConfigError", "register_configs", "validate", "SAMPLER_NAMES", "FAMILIES", "METRICS"]
+
+SAMPLER_NAMES = ("uniform", "static", "loss", "history", "infobatch", "nws")
+FAMILIES = ("srp", "pstable")
+METRICS = {"accuracy": True, "auc": True, "logloss": False, "mse": False}  # name -> higher is better
+KEY_INPUTS = ("raw", "projection")
+DEVICES = ("auto", "cpu", "cuda")
+SCHEDULES = ("constant", "cosine", "onecycle")
+WANDB_MODES = ("online", "offline", "disabled")
+
+
+class ConfigError(ValueError):
+    """A config value out of range: the message is one line naming the key, the value and what is allowed."""
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING  # registry name in bench.data (python -m bench.prepare --list)
+    root: str = "${paths.data_dir}"  # where prepared datasets are cached
+    train_size: Optional[int] = None  # use a fixed subset of this many training rows (None: all)
+    test_size: Optional[int] = None  # likewise for the test rows
+    metric: str = "accuracy"  # the dataset's natural target metric
+    target: float = 0.9  # the dataset's default time-to-target threshold
+
+
+@dataclass
+class ModelConfig:
+    _target_: str = MISSING  # a model class in bench.models taking input_shape, cardinalities, num_outputs
+
+
+@dataclass
+class MLPConfig(ModelConfig):
+    _target_: str = "bench.models.MLP"
+    hidden: list = field(default_factory=lambda: [512, 512])  # hidden layer widths
+    dropout: float = 0.0  # dropout after each hidden layer
+    embed_dim: int = 8  # width of each categorical field's embedding
+
+
+@dataclass
+class EmbeddingMLPConfig(ModelConfig):
+    _target_: str = "bench.models.EmbeddingMLP"
+    embed_dim: int = 16  # width of each field's embedding
+    hidden: list = field(default_factory=lambda: [800, 800, 800, 800])  # hidden layer widths
+    dropout: float = 0.0  # dropout after each hidden layer
+
+
+@dataclass
+class TimmNetConfig(ModelConfig):
+    _target_: str = "bench.models.TimmNet"
+    name: str = "test_resnet"  # a timm.list_models() name
+    pretrained: bool = False  # true needs a network to fetch weights
+
+
+MODEL_SCHEMAS = {"mlp": MLPConfig, "embedding_mlp": EmbeddingMLPConfig, "timm": TimmNetConfig}
+
+
+@dataclass
+class KeyConfig:
+    input: str = "raw"  # what is hashed: raw (flattened input, fixed random embedding of categorical fields) or projection
+    proj_dim: int = 64  # output dimension of the fixed random projection (input=projection)
+    embed_dim: int = 4  # per-field width of the fixed random embedding of categorical fields
+    with_label: bool = False  # append the (scaled) label to the hashed vector
+    label_scale: float = 1.0  # scale of the appended label
+
+
+@dataclass
+class SketchConfig:
+    family: str = "srp"  # hash family: srp (angular kernel) or pstable (L2 kernel)
+    depth: int = 16  # rows L: more rows, lower variance
+    width: int = 1024  # buckets per row W: more buckets, less aliasing
+    bits: int = 4  # concatenated hashes per row K: more bits, narrower kernel
+    bandwidth: float = 1.0  # bucket width r of pstable hashing (ignored by srp)
+    decay: float = 1.0  # forgetting factor in (0, 1] applied at each update (1: keep all, as the paper)
+    key: KeyConfig = field(default_factory=KeyConfig)
+
+
+@dataclass
+class SamplerConfig:
+    _target_: str = MISSING  # sampler class (or factory) in sketch.samplers
+    _partial_: bool = True  # the harness adds num_samples, batch_size, seed, device and runtime inputs
+    name: str = MISSING  # one of uniform, static, loss, history, infobatch, nws
+
+
+@dataclass
+class UniformSamplerConfig(SamplerConfig):
+    _target_: str = "sketch.samplers.UniformSampler"
+    name: str = "uniform"
+
+
+@dataclass
+class StaticSamplerConfig(SamplerConfig):
+    _target_: str = "sketch.samplers.StaticSampler"
+    name: str = "static"
+    mix: float = 0.1  # uniform share of the sampling distribution (keeps every p_i > 0)
+    proxy_steps: int = 50  # uniform steps of a proxy copy of the model whose losses become the static scores
+
+
+@dataclass
+class LossSamplerConfig(SamplerConfig):
+    _target_: str = "sketch.samplers.LossSampler"
+    name: str = "loss"
+    mix: float = 0.1  # uniform share within the candidate pool
+    pool_size: Optional[int] = 2048  # candidates scored by a forward pass each step (null: all N)
+
+
+@dataclass
+class HistorySamplerConfig(SamplerConfig):
+    _target_: str = "sketch.samplers.HistorySampler"
+    name: str = "history"
+    mix: float = 0.1  # uniform share of the sampling distribution
+
+
+@dataclass
+class InfoBatchSamplerConfig(SamplerConfig):
+    _target_: str = "sketch.samplers.InfoBatchSampler"
+    name: str = "infobatch"
+    prune_ratio: float = 0.5  # share of the well-learned (below-mean loss) samples pruned each epoch
+    delta: float = 0.875  # share of the epochs that prune; the rest anneal on the full data
+
+
+@dataclass
+class NWSSamplerConfig(SamplerConfig):
+    _target_: str = "sketch.samplers.NWSSampler"
+    name: str = "nws"
+    mix: float = 0.1  # uniform share of the sampling distribution
+    pool_size: Optional[int] = None  # two-stage sampling: estimate a uniform pool of this many (null: all N)
+    refresh_every: int = 1  # re-estimate all N every this many steps (cached distribution in between)
+
+
+SAMPLER_SCHEMAS = {
+    "uniform": UniformSamplerConfig,
+    "static": StaticSamplerConfig,
+    "loss": LossSamplerConfig,
+    "history": HistorySamplerConfig,
+    "infobatch": InfoBatchSamplerConfig,
+    "nws": NWSSamplerConfig,
+}
+
+
+@dataclass
+class OptimizerConfig:
+    _target_: str = "torch.optim.Adam"  # any torch.optim class
+    _partial_: bool = True  # the harness adds the parameters
+    lr: float = 1e-3  # learning rate
+
+
+@dataclass
+class TrainerConfig:
+    batch_size: int = 512  # samples per step
+    epochs: int = 2  # budget in epochs (steps per epoch = ceil(N / batch) for every sampler)
+    max_time_s: Optional[float] = None  # budget in fair-clock seconds (None: no limit)
+    evals_per_epoch: int = 4  # evaluations on the test split per epoch (excluded from the clock)
+    target_metric: str = "${dataset.metric}"  # accuracy, auc, logloss or mse
+    target: float = "${dataset.target}"  # type: ignore[assignment]  # time-to-target threshold
+    schedule: str = "constant"  # learning-rate schedule: constant, cosine or onecycle (per step)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    checkpoint_every_s: float = 60.0  # write a resumable checkpoint this often (fair-clock seconds; 0: never)
+    checkpoint_every_steps: int = 0  # also checkpoint every this many steps (0: never)
+    eval_batch_size: int = 4096  # batch size for evaluation
+    warmup_steps: int = 1  # untimed forward/backward passes on a throwaway copy before the clock starts
+    threads: Optional[int] = None  # torch CPU threads (None: torch's default)
+
+
+@dataclass
+class WandbConfig:
+    mode: str = "offline"  # online, offline (sync later with `wandb sync`) or disabled
+    project: str = "nws-bench"  # W&B project
+    entity: Optional[str] = None  # W&B team or user (None: the key's default)
+    tags: list = field(default_factory=list)  # extra tags
+
+
+@dataclass
+class LoggerConfig:
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+@dataclass
+class PathsConfig:
+    data_dir: str = "${oc.env:NWS_DATA,${oc.env:HOME,.}/.cache/nws-bench/data}"  # prepared-dataset cache
+    results_dir: str = "results"  # result rows and checkpoints, keyed by run id (stable across re-runs)
+
+
+def register_configs() -> None:
+    """Store the schemas so that conf/*.yaml files can extend them (`defaults: [base_<group>]`)."""
+    cs = ConfigStore.instance()
+    cs.store(group="dataset", name="base_dataset", node=DatasetConfig)
+    for name, schema in MODEL_SCHEMAS.items():
+        cs.store(group="model", name=f"base_{name}", node=schema)
+    cs.store(group="sketch", name="base_sketch", node=SketchConfig)
+    for name, schema in SAMPLER_SCHEMAS.items():
+        cs.store(group="sampler", name=f"base_{name}", node=schema)
+    cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
+    cs.store(group="logger", name="base_logger", node=LoggerConfig)
+    cs.store(group="paths", name="base_paths", node=PathsConfig)
+
+
+# -- semantic checks ---------------------------------------------------------------------------------
+def _fail(key: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"<{key}={value!r}> is not allowed: {allowed}")
+
+
+def _int_at_least(cfg: DictConfig, key: str, low: int) -> None:
+    v = _get(cfg, key)
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        _fail(key, v, f"an integer >= {low}")
+
+
+def _positive(cfg: DictConfig, key: str, allow_none: bool = False) -> None:
+    v = _get(cfg, key)
+    if v is None and allow_none:
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        _fail(key, v, "a finite number > 0" + (" or null" if allow_none else ""))
+
+
+def _one_of(cfg: DictConfig, key: str, allowed: tuple[str, ...] | dict) -> None:
+    v = _get(cfg, key)
+    if v not in allowed:
+        _fail(key, v, "one of " + ", ".join(allowed))
+
+
+def _get(cfg: DictConfig, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first config value out of its allowed range."""
+    _one_of(cfg, "device", DEVICES)
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
+        _fail("seed", cfg.seed, "an integer >= 0")
+    _one_of(cfg, "sampler.name", SAMPLER_NAMES)
+    _one_of(cfg, "sketch.family", FAMILIES)
+    for key in ("sketch.depth", "sketch.width", "sketch.bits", "sketch.key.proj_dim", "sketch.key.embed_dim"):
+        _int_at_least(cfg, key, 1)
+    if cfg.sketch.family == "srp" and cfg.sketch.bits > 62:
+        _fail("sketch.bits", cfg.sketch.bits, "an integer in [1, 62] for srp")
+    _positive(cfg, "sketch.bandwidth")
+    d = cfg.sketch.decay
+    if isinstance(d, bool) or not isinstance(d, (int, float)) or not (0 < d <= 1):
+        _fail("sketch.decay", d, "a number in (0, 1]")
+    _one_of(cfg, "sketch.key.input", KEY_INPUTS)
+    _int_at_least(cfg, "trainer.batch_size", 1)
+    _int_at_least(cfg, "trainer.epochs", 1)
+    _int_at_least(cfg, "trainer.evals_per_epoch", 1)
+    _int_at_least(cfg, "trainer.eval_batch_size", 1)
+    _int_at_least(cfg, "trainer.warmup_steps", 0)
+    _int_at_least(cfg, "trainer.checkpoint_every_steps", 0)
+    _positive(cfg, "trainer.max_time_s", allow_none=True)
+    _positive(cfg, "trainer.optimizer.lr")
+    if cfg.trainer.threads is not None:
+        _int_at_least(cfg, "trainer.threads", 1)
+    cp = cfg.trainer.checkpoint_every_s
+    if isinstance(cp, bool) or not isinstance(cp, (int, float)) or not math.isfinite(cp) or cp < 0:
+        _fail("trainer.checkpoint_every_s", cp, "a number >= 0 (0: never)")
+    _one_of(cfg, "trainer.schedule", SCHEDULES)
+    _one_of(cfg, "trainer.target_metric", METRICS)
+    t = cfg.trainer.target
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
+        _fail("trainer.target", t, "a finite number")
+    if cfg.trainer.target_metric in ("accuracy", "auc") and not (0 <= t <= 1):
+        _fail("trainer.target", t, f"a number in [0, 1] for {cfg.trainer.target_metric}")
+    if cfg.trainer.target_metric in ("logloss", "mse") and t < 0:
+        _fail("trainer.target", t, f"a number >= 0 for {cfg.trainer.target_metric}")
+    for key in ("dataset.train_size", "dataset.test_size"):
+        if _get(cfg, key) is not None:
+            _int_at_least(cfg, key, 1)
+    _one_of(cfg, "logger.wandb.mode", WANDB_MODES)
+    _validate_sampler(cfg)
+
+
+def _validate_sampler(cfg: DictConfig) -> None:
+    s = cfg.sampler
+    if "mix" in s:
+        m = s.mix
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not (0 < m <= 1):
+            _fail("sampler.mix", m, "a number in (0, 1] (the uniform floor that keeps every p_i > 0)")
+    for key in ("pool_size", "refresh_every"):
+        if key in s and s[key] is not None:
+            _int_at_least(cfg, f"sampler.{key}", 1)
+    if "proxy_steps" in s:
+        _int_at_least(cfg, "sampler.proxy_steps", 1)
+    if "prune_ratio" in s and not (0 <= s.prune_ratio < 1):
+        _fail("sampler.prune_ratio", s.prune_ratio, "a number in [0, 1)")
+    if "delta" in s and not (0 < s.delta <= 1):
+        _fail("sampler.delta", s.delta, "a number in (0, 1]")
+
+
+def validate_against_data(cfg: DictConfig, num_train: int, task: str) -> None:
+    """Checks that need the dataset: batch size vs rows, metric vs task, pool size vs rows."""
+    if cfg.trainer.batch_size > num_train:
+        _fail("trainer.batch_size", cfg.trainer.batch_size, f"an integer in [1, {num_train}] (the training rows)")
+    allowed = {"binary": ("auc", "accuracy", "logloss"), "multiclass": ("accuracy", "logloss"), "regression": ("mse",)}[task]
+    if cfg.trainer.target_metric not in allowed:
+        _fail("trainer.target_metric", cfg.trainer.target_metric, f"one of {', '.join(allowed)} for a {task} dataset")
+    pool = cfg.sampler.get("pool_size")
+    if pool is not None and not (cfg.trainer.batch_size <= pool <= num_train):
+        _fail("sampler.pool_size", pool, f"null or an integer in [{cfg.trainer.batch_size}, {num_train}]")

@@ -1,0 +1,127 @@
+"""What the NWS sampler hashes: the hash key of every training sample, and its cached sketch slots.
+
+The key of a sample is its raw input, flattened and centered, with categorical fields replaced by a fixed
+random embedding (as the paper's prototype hashed CTR data); optionally passed through a fixed random
+projection (`input=projection`) and optionally with the label appended (`with_label`). Training inputs do not
+change, so the sketch slots of all N samples are computed once and cached on disk, keyed by everything that
+determines them.
+
+    keys = hash_keys(data, input="raw", embed_dim=4, seed=0)          # float32 [N, d]
+    sketch = build_sketch(dim=keys.shape[1], family="srp", depth=16, width=1024, bits=4, seed=0)
+    slots = cached_slots(sketch, keys, cache_dir, tag="movielens100k")  # int32 [N, L]
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from sketch import NWSketch, PStableHash, SRPHash
+
+__all__ = ["hash_keys", "build_sketch", "cached_slots"]
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _categorical_embedding(x_cat: torch.Tensor, cardinalities: list[int], embed_dim: int, seed: int) -> torch.Tensor:
+    g = _generator(seed + 101)
+    tables = [torch.randn(c, embed_dim, generator=g) for c in cardinalities]
+    return torch.cat([t[x_cat[:, f]] for f, t in enumerate(tables)], dim=1) if tables else x_cat.new_zeros(len(x_cat), 0).float()
+
+
+def _label_columns(y: torch.Tensor, task: str, num_classes: int, scale: float) -> torch.Tensor:
+    if task == "multiclass":
+        return torch.nn.functional.one_hot(y.long(), num_classes).float() * scale
+    return y.float().view(-1, 1) * scale
+
+
+def hash_keys(
+    x_num: torch.Tensor,
+    x_cat: torch.Tensor,
+    cardinalities: list[int],
+    *,
+    input: str = "raw",
+    proj_dim: int = 64,
+    embed_dim: int = 4,
+    with_label: bool = False,
+    label_scale: float = 1.0,
+    y: Optional[torch.Tensor] = None,
+    task: str = "multiclass",
+    num_classes: int = 1,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Return the float32 [N, d] vectors the sketch hashes (see the module docstring)."""
+    parts = [x_num.reshape(len(x_num), -1).float()]
+    if x_cat.shape[1] > 0:
+        parts.append(_categorical_embedding(x_cat, cardinalities, embed_dim, seed))
+    keys = torch.cat(parts, dim=1)
+    keys = keys - keys.mean(0, keepdim=True)  # center: angles then mean something for SRP
+    if input == "projection":
+        proj = torch.randn(keys.shape[1], proj_dim, generator=_generator(seed + 202)) / proj_dim**0.5
+        keys = keys @ proj
+    elif input != "raw":
+        raise ValueError(f"input must be 'raw' or 'projection', got {input!r}")
+    if with_label:
+        if y is None:
+            raise ValueError("y is required when with_label=True")
+        keys = torch.cat([keys, _label_columns(y, task, num_classes, label_scale)], dim=1)
+    return keys.contiguous()
+
+
+def build_sketch(
+    dim: int,
+    family: str,
+    depth: int,
+    width: int,
+    bits: int,
+    bandwidth: float = 1.0,
+    decay: float = 1.0,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> NWSketch:
+    """Return an empty NWSketch over `dim`-dimensional keys with the given hash family and shape."""
+    if family == "srp":
+        h = SRPHash(dim=dim, rows=depth, bits=bits, seed=seed, device=device)
+    elif family == "pstable":
+        h = PStableHash(dim=dim, rows=depth, bits=bits, bandwidth=bandwidth, seed=seed, device=device)
+    else:
+        raise ValueError(f"family must be 'srp' or 'pstable', got {family!r}")
+    return NWSketch(h, width=width, decay=decay)
+
+
+def _cache_key(sketch: NWSketch, keys: torch.Tensor, tag: str, extra: dict[str, Any]) -> str:
+    desc = {"tag": tag, "hash": sketch.hash.config(), "width": sketch.width, "shape": list(keys.shape), **extra}
+    # a cheap fingerprint of the keys themselves guards against a stale cache after data changes
+    probe = keys[:: max(1, len(keys) // 1000)].double().sum().item()
+    desc["probe"] = round(probe, 6)
+    return hashlib.sha1(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cached_slots(
+    sketch: NWSketch,
+    keys: torch.Tensor,
+    cache_dir: str | Path | None,
+    tag: str,
+    extra: Optional[dict[str, Any]] = None,
+    chunk: int = 65536,
+) -> torch.Tensor:
+    """Return int32 slots [N, L] of `keys` under `sketch`, from `cache_dir` when computed before."""
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / "slots" / f"{_cache_key(sketch, keys, tag, extra or {})}.pt"
+        if path.is_file():
+            return torch.load(path, map_location=sketch.device)
+    slots = torch.cat([sketch.slots(keys[i : i + chunk].to(sketch.device)).to(torch.int32)
+                       for i in range(0, len(keys), chunk)])
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # parallel jobs never share a temp file
+        torch.save(slots.cpu(), tmp)
+        tmp.replace(path)
+    return slots

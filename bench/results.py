@@ -1,0 +1,94 @@
+"""Result rows: one JSON object per finished run, written atomically, and the run identity.
+
+A run's identity (`run_id`) is a hash of its resolved config with output locations left out, so the same
+job in a re-run sweep has the same id: `bench.run` skips a job whose row exists and resumes one whose
+checkpoint exists. Rows live at `<results_dir>/runs/<run_id>.json`; `bench.report` reads them.
+
+    from bench.results import run_id, write_row, read_rows
+    rid = run_id(cfg_dict); write_row(results_dir, row); rows = read_rows(results_dir)
+
+Row fields (all JSON; `null` for "never", e.g. a target not reached):
+    run_id, status ("done"), timestamp, dataset, model, sampler, seed, task,
+    sketch_family, sketch_depth, sketch_width, sketch_bits, sketch_bandwidth, sketch_decay,
+    target_metric ("accuracy" | "auc" | "logloss" | "mse"), target, higher_is_better,
+    reached_target, time_to_target_s, steps_to_target, final_metric, best_metric, final_loss,
+    train_time_s (the fair clock), eval_time_s, sampler_time_s, sampler_overhead (sampler_time / train_time),
+    setup_time_s (hashing, proxy scores: counted into time_to_target as well), steps, epochs,
+    skipped_nonfinite, device, torch_version, git_commit, config_hash, overrides,
+    curve: [{"step", "epoch", "time_s", "metric", "loss"}, ...]
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+__all__ = ["run_id", "write_row", "read_rows", "row_path", "atomic_write_text", "IGNORED_KEYS"]
+
+# Config keys that say where things go, not what is computed: left out of the run identity.
+IGNORED_KEYS = ("paths", "logger", "hydra", "progress", "resume")
+
+
+def _canonical(cfg: dict[str, Any]) -> str:
+    kept = {k: v for k, v in cfg.items() if k not in IGNORED_KEYS}
+    return json.dumps(kept, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def run_id(cfg: dict[str, Any]) -> str:
+    """Return the 12-hex identity of a run: sha1 of its resolved config, output locations excluded."""
+    return hashlib.sha1(_canonical(cfg).encode()).hexdigest()[:12]
+
+
+def row_path(results_dir: str | Path, rid: str) -> Path:
+    """Return where the row of run `rid` lives."""
+    return Path(results_dir) / "runs" / f"{rid}.json"
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write `text` to `path` so that readers see the old file or the whole new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def write_row(results_dir: str | Path, row: dict[str, Any]) -> Path:
+    """Write one run's row atomically to `<results_dir>/runs/<run_id>.json` and return its path."""
+    path = row_path(results_dir, row["run_id"])
+    atomic_write_text(path, json.dumps(_jsonable(row), indent=1, sort_keys=True))
+    return path
+
+
+def read_rows(paths: str | Path | Iterable[str | Path]) -> list[dict[str, Any]]:
+    """Return the rows under one or more directories (searched recursively for `runs/*.json`)."""
+    roots = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    rows: dict[str, dict[str, Any]] = {}
+    for root in roots:
+        root = Path(root)
+        files = [root] if root.is_file() else sorted(root.rglob("runs/*.json"))
+        for f in files:
+            row = json.loads(f.read_text())
+            rows[row["run_id"]] = row  # the same run found twice (copies) counts once
+    return list(rows.values())
