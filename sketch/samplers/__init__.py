@@ -1,0 +1,45 @@
+"""Batch samplers with feedback for adaptive data sampling, usable in three lines of a plain PyTorch loop.
+
+    from sketch.samplers import NWSSampler
+    sampler = NWSSampler.from_features(features, batch_size=512, rows=16, bits=4, width=1024, seed=0)
+    for epoch in range(E):
+        sampler.set_epoch(epoch)
+        for idx in sampler:                                  # LongTensor [B] on the sampler's device
+            loss = F.cross_entropy(model(X[idx]), Y[idx], reduction="none")
+            (sampler.weights(idx) * loss).mean().backward(); opt.step(); opt.zero_grad()
+            sampler.update(idx, loss.detach())
+
+Samplers (each a `torch.utils.data.Sampler[torch.Tensor]` yielding `len(sampler)` batches per epoch; the
+`cost` attribute says what one step costs):
+  uniform    UniformSampler     random permutation per epoch, weights 1
+  static     StaticSampler      fixed scores known before training
+  loss       LossSampler        exact current losses of a uniform candidate pool (forward passes)
+  history    HistorySampler     each sample's last observed loss
+  infobatch  InfoBatchSampler   InfoBatch pruning of well-learned samples, fixed-length epochs
+  nws        NWSSampler         the Nadaraya-Watson sketch's loss estimates (the paper's method)
+
+Build by name with `build_sampler(name, **kwargs)`; `SAMPLERS` maps names to classes. The shared contract
+(determinism, weights, update, state_dict, data parallel) is documented on `FeedbackSampler`.
+"""
+from ._base import FeedbackSampler
+from ._history import HistorySampler
+from ._infobatch import InfoBatchSampler
+from ._loss import LossSampler
+from ._nws import NWSSampler
+from ._proportional import ProportionalSampler
+from ._registry import SAMPLERS, build_sampler
+from ._static import StaticSampler
+from ._uniform import UniformSampler
+
+__all__ = [
+    "FeedbackSampler",
+    "ProportionalSampler",
+    "UniformSampler",
+    "StaticSampler",
+    "LossSampler",
+    "HistorySampler",
+    "InfoBatchSampler",
+    "NWSSampler",
+    "SAMPLERS",
+    "build_sampler",
+]

@@ -1,0 +1,37 @@
+"""Shared fixtures: offline environment, a Hydra `compose` helper, and tiny data."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+REPO = Path(__file__).resolve().parent.parent
+CONF = REPO / "conf"
+
+
+@pytest.fixture
+def compose(tmp_path: Path) -> Callable:
+    """Return compose(overrides) -> DictConfig of conf/config.yaml, with results under tmp_path."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from bench.config import register_configs
+
+    register_configs()
+
+    def _compose(overrides: list[str] = (), hydra_cfg: bool = False):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return hydra_compose(config_name="config", overrides=[f"paths.results_dir={tmp_path / 'results'}", *overrides],
+                                 return_hydra_config=hydra_cfg)
+
+    yield _compose
+    GlobalHydra.instance().clear()

@@ -1,0 +1,70 @@
+"""Every config group option and experiment composes against its schema; bad values fail with one line."""
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from bench.config import ConfigError, validate
+
+from conftest import CONF
+
+GROUPS = ["dataset", "model", "sampler", "sketch", "trainer", "logger", "paths"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_group_option_composes_and_validates(compose, group, option):
+    # Each option resolves completely (no missing values, interpolations ok) and passes the range checks.
+    cfg = compose([f"{group}={option}"])
+    OmegaConf.resolve(cfg)
+    assert not OmegaConf.missing_keys(cfg)
+    validate(cfg)
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_composes(compose, experiment):
+    cfg = compose([f"+experiment={experiment}"])
+    OmegaConf.resolve(cfg)
+    validate(cfg)
+
+
+@pytest.mark.parametrize("launcher", ["basic", "joblib", "local_parallel", "submitit_slurm", "slurm", "submitit_local"])
+def test_launcher_configs_compose(compose, launcher):
+    # The cluster launcher can't run here, but its config must compose with our keys.
+    cfg = compose([f"hydra/launcher={launcher}"], hydra_cfg=True)
+    launcher_cfg = cfg.hydra.launcher
+    assert "_target_" in launcher_cfg
+    if launcher == "slurm":
+        assert launcher_cfg.gpus_per_task == 1 and "partition" in launcher_cfg and launcher_cfg.timeout_min > 0
+
+
+def test_misspelled_key_fails_at_composition(compose):
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException, match="widht"):
+        compose(["sketch.widht=8"])
+
+
+def test_wrong_type_fails_at_composition(compose):
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException):
+        compose(["sketch.depth=many"])
+
+
+def test_unknown_group_option_names_the_choices(compose):
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException, match="sampler/bogus"):
+        compose(["sampler=bogus"])
+
+
+def test_config_error_message_names_key_value_and_allowed(compose):
+    cfg = compose(["sketch.width=0"])
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    msg = str(info.value)
+    assert "sketch.width=0" in msg and "integer >= 1" in msg and "\n" not in msg
