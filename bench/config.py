@@ -38,6 +38,7 @@ class DatasetConfig:
     root: str = "${paths.data_dir}"  # where prepared datasets are cached
     train_size: Optional[int] = None  # use a fixed subset of this many training rows (None: all)
     test_size: Optional[int] = None  # likewise for the test rows
+    options: dict = field(default_factory=dict)  # dataset builder options (e.g. synthetic n, d; hub max_rows)
     metric: str = "accuracy"  # the dataset's natural target metric
     target: float = 0.9  # the dataset's default time-to-target threshold
 

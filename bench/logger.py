@@ -65,7 +65,8 @@ class RunLogger:
         for attempt in (mode, "offline") if mode == "online" else (mode,):
             try:
                 self._run = wandb.init(project=project, entity=entity, config=config, tags=tags, name=name, group=group,
-                                       dir=str(self.run_dir), mode=attempt, reinit="finish_previous")
+                                       dir=str(self.run_dir), mode=attempt, reinit="finish_previous",
+                                       settings=wandb.Settings(silent=True))
                 self.mode = attempt
                 return
             except Exception as exc:  # no network, bad key, ...: the run must go on

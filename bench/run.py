@@ -86,8 +86,8 @@ def _schedule(name: str, optimizer: torch.optim.Optimizer, total_steps: int, lr:
 def load_data(cfg: DictConfig, device: torch.device) -> Any:
     """Load (preparing on first use) the configured dataset, take the configured subset, move it to `device`."""
     try:
-        data = datasets.load(cfg.dataset.name, root=cfg.dataset.root)
-    except ValueError as exc:  # unknown name
+        data = datasets.load(cfg.dataset.name, root=cfg.dataset.root, **cfg.dataset.options)
+    except (ValueError, TypeError) as exc:  # unknown name or option
         raise ConfigError(f"<dataset.name={cfg.dataset.name!r}> is not allowed: {exc}") from None
     except RuntimeError as exc:  # cannot be prepared here (offline, missing tool)
         raise ConfigError(f"<dataset.name={cfg.dataset.name!r}> could not be loaded: {exc}") from None
@@ -96,13 +96,15 @@ def load_data(cfg: DictConfig, device: torch.device) -> Any:
     return data.to(device)
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Run (or skip, or resume) the job described by `cfg` and return its result row."""
+def run(cfg: DictConfig, out_dir: Optional[Path] = None) -> dict[str, Any]:
+    """Run (or skip, or resume) the job described by `cfg` and return its result row.
+
+    `out_dir` receives this run's logs and a copy of its row (default: Hydra's output directory)."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     rid = run_id(resolved)
     results_dir = Path(cfg.paths.results_dir).absolute()
     done = row_path(results_dir, rid)
-    out = output_dir()
+    out = Path(out_dir) if out_dir is not None else output_dir()
     if cfg.resume and done.is_file():
         row = read_rows(done)[0]
         log.info(f"run {rid} already finished: skipping, row at {done} <resume=true>")

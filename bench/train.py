@@ -162,7 +162,7 @@ def train(
             step_watch.stop()
             state.step += 1
             state.train_s, state.sampler_s = step_watch.seconds, sampler_watch.seconds
-            state.last_loss = float(loss)
+            state.last_loss = float(loss.detach())
             on_step(state)
             if state.step in evals or state.step == total_steps:
                 _evaluate(model, data, spec, state, on_eval)

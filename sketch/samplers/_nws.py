@@ -17,12 +17,14 @@ the sketch is empty); weights 1 / (N p). Cheaper variants (see shared/PERF.md):
     weights 1 / (M q); both keep the loss unbiased. They combine: a pool is then reused for k steps.
 
 With num_replicas > 1, call `update` on every rank with the all-gathered indices and losses (the sketch
-must stay identical on all ranks). On CUDA the sketch's scatter-add is not bit-deterministic unless
+must stay identical on all ranks), or, cheaper, with this rank's own indices and losses and
+`reduce=` a function that sums the sketch update across ranks (`sketch.distributed` does this: the sketch
+is linear, so all-reducing the per-rank updates equals one update with the global batch). On CUDA the sketch's scatter-add is not bit-deterministic unless
 torch.use_deterministic_algorithms(True) is set.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -139,6 +141,30 @@ class NWSSampler(ProportionalSampler):
     def estimates(self) -> torch.Tensor:
         """Return the sketch's current loss estimates of all N samples (float [N], clamped at >= 0)."""
         return self._scores(None)
+
+    def update(
+        self,
+        indices: torch.Tensor,
+        losses: torch.Tensor,
+        *,
+        reduce: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    ) -> None:
+        """Feed back per-sample losses (see `FeedbackSampler.update`).
+
+        reduce: None (default): `indices`/`losses` are the whole (global) batch's. A callable: they are this
+            rank's share only; their sketch update in table form ([L*W, 2], `NWSketch.delta`) is passed to
+            `reduce`, which must return it summed over all ranks (e.g. an all_reduce), and the sum is applied.
+            Every rank must then call `update` at every step, even when all its losses are non-finite (it
+            then contributes a zero update); `skipped_nonfinite` counts this rank's dropped losses.
+        """
+        if reduce is None:
+            super().update(indices, losses)
+            return
+        idx, values = self._clean_feedback(indices, losses)
+        delta = reduce(self.sketch.delta(self.slots[idx], values))
+        if self.sketch.decay < 1.0 and not bool(delta[:, 1].any()):
+            return  # no finite loss on any rank: no update at all, as `update` with the global batch would do
+        self.sketch.apply_delta(delta)
 
     def _update(self, indices: torch.Tensor, losses: torch.Tensor) -> None:
         self.sketch.update_slots(self.slots[indices], losses)
