@@ -6,8 +6,8 @@ end of the sweep.
 """
 from __future__ import annotations
 
-import itertools
 import logging
+import math
 import sys
 from typing import Any
 
@@ -25,7 +25,7 @@ def sweep_size(overrides: list[str]) -> int:
     for o in overrides:
         _, _, value = o.partition("=")
         sizes.append(len(_split_top_level(value)) if "," in value else 1)
-    return max(1, __import__("math").prod(sizes))
+    return max(1, math.prod(sizes))
 
 
 def _split_top_level(value: str) -> list[str]:
@@ -49,7 +49,10 @@ class SweepProgress(Callback):
         self.done = 0
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.total = sweep_size(list(config.hydra.overrides.task))
+        overrides = {o.partition("=")[0]: o for o in config.hydra.overrides.task}
+        for key, value in (config.hydra.sweeper.get("params") or {}).items():
+            overrides.setdefault(key, f"{key}={value}")  # the command line wins over a sweep file
+        self.total = sweep_size(list(overrides.values()))
         print(f"[sweep] {self.total} job(s) -> {config.hydra.sweep.dir}", file=sys.stderr)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:

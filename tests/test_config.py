@@ -26,9 +26,25 @@ def test_every_group_option_composes_and_validates(compose, group, option):
 
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_experiment_composes(compose, experiment):
-    cfg = compose([f"+experiment={experiment}"])
+    cfg = compose([f"experiment={experiment}"])
     OmegaConf.resolve(cfg)
     validate(cfg)
+    text = (CONF / "experiment" / f"{experiment}.yaml").read_text()
+    assert text.startswith("# @package _global_")
+    assert "offline stand-in" in text.lower() or "needs a network" in text.lower()  # each file says which it is
+
+
+@pytest.mark.parametrize("sweep", options("sweep"))
+def test_every_sweep_composes_and_expands_its_jobs(compose, sweep):
+    from bench.callbacks import sweep_size
+
+    cfg = compose([f"sweep={sweep}"], hydra_cfg=True)
+    params = cfg.hydra.sweeper.params
+    assert "seed" in params and len(str(params.seed).split(",")) >= 3  # at least three seeds
+    for key, choices in params.items():  # every swept value composes and validates on its own
+        for choice in str(choices).split(","):
+            validate(compose([f"sweep={sweep}", f"{key}={choice}"]))
+    assert sweep_size([f"{k}={v}" for k, v in params.items()]) >= 9
 
 
 @pytest.mark.parametrize("launcher", ["basic", "joblib", "local_parallel", "submitit_slurm", "slurm", "submitit_local"])

@@ -1,0 +1,42 @@
+"""Copy a bench.report table into docs/RESULTS.md between the markers of one section.
+
+    python scripts/fill_results.py results/reproduce-quick/report/report.md docs/RESULTS.md --section cpu-quick
+
+The target file holds `<!-- table:SECTION:start -->` and `<!-- table:SECTION:end -->`; everything between them
+is replaced (markers are appended at the end of the file when missing). The write is atomic.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.results import atomic_write_text  # noqa: E402
+
+
+def filled(document: str, section: str, table: str) -> str:
+    """Return `document` with the text between the section's markers replaced by `table`."""
+    start, end = f"<!-- table:{section}:start -->", f"<!-- table:{section}:end -->"
+    if start not in document or end not in document:
+        document = document.rstrip("\n") + f"\n\n{start}\n{end}\n"
+    head, rest = document.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{table.strip()}\n{end}{tail}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("report", type=Path, help="report.md written by python -m bench.report")
+    p.add_argument("target", type=Path, help="the markdown file to fill (docs/RESULTS.md)")
+    p.add_argument("--section", required=True, help="marker name, e.g. cpu-quick")
+    a = p.parse_args()
+    if not a.report.is_file():
+        sys.exit(f"fill_results.py: error: no report at {a.report}")
+    doc = a.target.read_text() if a.target.is_file() else "# Results\n"
+    atomic_write_text(a.target, filled(doc, a.section, a.report.read_text()))
+    print(f"filled section {a.section} of {a.target} from {a.report}")
+
+
+if __name__ == "__main__":
+    main()
