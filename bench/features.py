@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import torch
 
-from sketch import NWSketch, PStableHash, SRPHash
+from sketch import NWSketch, make_hash
 
 __all__ = ["hash_keys", "build_sketch", "cached_slots"]
 
@@ -86,12 +86,7 @@ def build_sketch(
     device: torch.device | str = "cpu",
 ) -> NWSketch:
     """Return an empty NWSketch over `dim`-dimensional keys with the given hash family and shape."""
-    if family == "srp":
-        h = SRPHash(dim=dim, rows=depth, bits=bits, seed=seed, device=device)
-    elif family == "pstable":
-        h = PStableHash(dim=dim, rows=depth, bits=bits, bandwidth=bandwidth, seed=seed, device=device)
-    else:
-        raise ValueError(f"family must be 'srp' or 'pstable', got {family!r}")
+    h = make_hash(family, dim, depth, bits, bandwidth, seed=seed, device=device)
     return NWSketch(h, width=width, decay=decay)
 
 

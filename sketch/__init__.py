@@ -7,7 +7,7 @@ Pure PyTorch (no Hydra, no W&B); runs on whatever device its inputs are on.
     sk.update(x, losses); sk.estimate(x)
 """
 from ._exact import GaussianKernel, nadaraya_watson
-from ._hashes import LSHFamily, PStableHash, SRPHash
+from ._hashes import LSHFamily, PStableHash, SRPHash, make_hash
 from ._sizing import suggest_depth, suggest_width
 from ._sketch import NWSketch
 from .samplers import (
@@ -26,6 +26,7 @@ __all__ = [
     "LSHFamily",
     "SRPHash",
     "PStableHash",
+    "make_hash",
     "NWSketch",
     "nadaraya_watson",
     "GaussianKernel",

@@ -21,7 +21,7 @@ import torch
 
 from ._checks import check_positive_float, check_positive_int, check_same_device, check_tensor
 
-__all__ = ["LSHFamily", "SRPHash", "PStableHash"]
+__all__ = ["LSHFamily", "SRPHash", "PStableHash", "FAMILIES", "make_hash"]
 
 # Odd 64-bit multipliers (in signed range) used to fold the `bits` integer hashes of a row into one code.
 _FOLD_PRIME = 0x100000001B3  # FNV-1a 64-bit prime
@@ -197,3 +197,23 @@ class PStableHash(LSHFamily):
         p = 1.0 - 2.0 * normal.cdf(-s) - 2.0 / (math.sqrt(2.0 * math.pi) * s) * (1.0 - torch.exp(-(s**2) / 2.0))
         p = torch.where(c == 0, torch.ones_like(p), p.clamp(0.0, 1.0))
         return (p**self.bits).to(x.dtype)
+
+
+FAMILIES = {"srp": SRPHash, "pstable": PStableHash}
+
+
+def make_hash(
+    family: str,
+    dim: int,
+    rows: int,
+    bits: int,
+    bandwidth: float = 1.0,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+) -> LSHFamily:
+    """Return the hash family named `family` ("srp" or "pstable"; `bandwidth` is used by pstable only)."""
+    if family == "srp":
+        return SRPHash(dim=dim, rows=rows, bits=bits, seed=seed, device=device)
+    if family == "pstable":
+        return PStableHash(dim=dim, rows=rows, bits=bits, bandwidth=bandwidth, seed=seed, device=device)
+    raise ValueError(f"family must be one of {', '.join(repr(f) for f in FAMILIES)}, got {family!r}")

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_finite, check_fraction, check_positive_int, check_same_device, check_tensor
-from ._hashes import LSHFamily, PStableHash, SRPHash
+from ._hashes import FAMILIES, LSHFamily
 
 __all__ = ["NWSketch"]
 
@@ -73,8 +73,9 @@ class NWSketch:
         if not (fallback == "mean" or (isinstance(fallback, (int, float)) and not isinstance(fallback, bool))):
             raise ValueError(f"fallback must be 'mean' or a number, got {fallback!r}")
         self.fallback = fallback
-        if dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-            raise TypeError(f"dtype must be a floating dtype, got {dtype}")
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"dtype must be torch.float32 or torch.float64 (half-precision counts stop growing "
+                            f"at 256/2048), got {dtype}")
         device = hash.device
         self.table = torch.zeros(hash.rows * self.width, 2, dtype=dtype, device=device)
         self._scale = 1.0  # true table = self.table * self._scale
@@ -175,18 +176,29 @@ class NWSketch:
     def estimate_slots(self, slots: torch.Tensor) -> torch.Tensor:
         """Return the estimates for precomputed `slots` [m, L]: sum of row sums / sum of row counts."""
         slots = self._check_slots(slots)
-        bags = F.embedding_bag(slots, self.table, mode="sum")  # [m, 2]; the lazy scale cancels in the ratio
+        bags = self._gather_sum(slots)  # [m, 2]; the lazy scale cancels in the ratio
         sums, counts = bags[:, 0], bags[:, 1]
         empty = counts <= 0
         ratio = sums / torch.where(empty, torch.ones_like(counts), counts)
         return torch.where(empty, self._fallback_value(ratio), ratio)
 
+    def _gather_sum(self, slots: torch.Tensor) -> torch.Tensor:
+        """Sum the [sum, count] cells of each item's L slots: [m, 2].
+
+        On the CPU one `embedding_bag` call is fastest; on CUDA plain indexing plus a sum is 3-4x faster
+        (measured on an H200), done in chunks so the [chunk, L, 2] temporary stays bounded.
+        """
+        if self.device.type != "cuda":
+            return F.embedding_bag(slots, self.table, mode="sum")
+        chunk = max(1, (1 << 26) // max(1, slots.shape[1]))
+        return torch.cat([self.table[slots[i : i + chunk].long()].sum(1) for i in range(0, slots.shape[0], chunk)])
+
     def _fallback_value(self, like: torch.Tensor) -> torch.Tensor:
         if self.fallback != "mean":
             return torch.full_like(like, float(self.fallback))
         total = self.table[: self.width].sum(0)  # every item lands once in row 0
-        mean = total[0] / total[1] if float(total[1]) > 0 else total[0] * 0
-        return mean.expand_as(like)
+        mean = torch.where(total[1] > 0, total[0] / total[1].clamp_min(torch.finfo(total.dtype).tiny), total[0] * 0)
+        return mean.expand_as(like)  # no host sync: stays on the device
 
     # -- linearity --------------------------------------------------------------------------------
     def _check_compatible(self, other: "NWSketch") -> None:
@@ -238,7 +250,7 @@ class NWSketch:
     def from_state_dict(cls, state: dict[str, Any], device: torch.device | str | None = None) -> "NWSketch":
         """Rebuild a sketch (hash included) from `state_dict` output."""
         cfg = dict(state["hash"]["config"])
-        family = {"srp": SRPHash, "pstable": PStableHash}[cfg.pop("family")]
+        family = FAMILIES[cfg.pop("family")]
         sk = cls(family(**cfg, device=device), width=state["width"], decay=state["decay"], fallback=state["fallback"],
                  dtype=state["table"].dtype)
         sk.load_state_dict(state)

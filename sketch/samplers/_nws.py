@@ -17,10 +17,10 @@ the sketch is empty); weights 1 / (N p). Cheaper variants (see shared/PERF.md):
     weights 1 / (M q); both keep the loss unbiased. They combine: a pool is then reused for k steps.
 
 With num_replicas > 1, call `update` on every rank with the all-gathered indices and losses (the sketch
-must stay identical on all ranks), or, cheaper, with this rank's own indices and losses and
-`reduce=` a function that sums the sketch update across ranks (`sketch.distributed` does this: the sketch
-is linear, so all-reducing the per-rank updates equals one update with the global batch). On CUDA the sketch's scatter-add is not bit-deterministic unless
-torch.use_deterministic_algorithms(True) is set.
+must stay identical on all ranks), or, cheaper, with this rank's own indices and losses and `reduce=` a
+function that sums the sketch update across ranks (`sketch.distributed` does this: the sketch is linear,
+so all-reducing the per-rank updates equals one update with the global batch). On CUDA the sketch's
+scatter-add is not bit-deterministic unless torch.use_deterministic_algorithms(True) is set.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from .._checks import check_positive_int, check_tensor
-from .._hashes import PStableHash, SRPHash
+from .._hashes import make_hash
 from .._sketch import NWSketch
 from ._base import resolve_device
 from ._proportional import ProportionalSampler
@@ -123,13 +123,7 @@ class NWSSampler(ProportionalSampler):
         the other keyword arguments (mix, pool_size, refresh_every, steps_per_epoch, ...) go to the sampler."""
         check_tensor("features", features, ndim=2, floating=True)
         dev = resolve_device(device)
-        dim = features.shape[1]
-        if family == "srp":
-            hash_ = SRPHash(dim=dim, rows=rows, bits=bits, seed=seed, device=dev)
-        elif family == "pstable":
-            hash_ = PStableHash(dim=dim, rows=rows, bits=bits, bandwidth=bandwidth, seed=seed, device=dev)
-        else:
-            raise ValueError(f"family must be one of 'srp', 'pstable', got {family!r}")
+        hash_ = make_hash(family, features.shape[1], rows, bits, bandwidth, seed=seed, device=dev)
         sketch = NWSketch(hash_, width=width, decay=decay)
         slots = features_to_slots(sketch, features, chunk_size)
         return cls(sketch, slots, batch_size, seed=seed, device=dev, **kwargs)
