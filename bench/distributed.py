@@ -9,8 +9,9 @@ and initializes the default process group once per process (calling it again ret
 With WORLD_SIZE unset or 1 it initializes nothing, and every helper here degrades to a no-op.
 
     env = init_distributed("auto")
+    with main_first(): data = load(...)          # rank 0 prepares the cache, then the others read it
     if env.is_main: ...write results...
-    seed_scores = broadcast_object(scores if env.is_main else None)
+    finished = broadcast_object(row_exists)      # decisions every rank must share
     barrier(); cleanup()
 
 Nothing Hydra-specific: the harness maps its config onto these plain arguments.
@@ -18,13 +19,14 @@ Nothing Hydra-specific: the harness maps its config onto these plain arguments.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistEnv", "init_distributed", "cleanup", "broadcast_object", "barrier", "is_distributed"]
+__all__ = ["DistEnv", "init_distributed", "cleanup", "broadcast_object", "barrier", "is_distributed", "main_first"]
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,14 @@ def init_distributed(device_pref: str = "auto") -> DistEnv:
 
 
 def cleanup() -> None:
-    """Destroy the default process group if there is one (call once, at process exit)."""
+    """Wait for every rank, then destroy the default process group if there is one.
+
+    Call it once, when the process's work ended normally on every rank (not from a `finally` that also runs
+    on errors: a rank that failed elsewhere would leave the others waiting here). Exiting with the group
+    still alive can abort the process at exit ("terminate called without an active exception")."""
     if dist.is_available() and dist.is_initialized():
+        if dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 
@@ -105,11 +113,27 @@ def barrier() -> None:
         dist.barrier()
 
 
+@contextmanager
+def main_first() -> Iterator[None]:
+    """Run the block on rank 0 first, then on the other ranks together (e.g. to prepare a dataset or a cache
+    file once). If rank 0's block raises, the others are still released (and usually raise the same way)."""
+    if not is_distributed():
+        yield
+        return
+    if dist.get_rank() != 0:
+        dist.barrier()
+    try:
+        yield
+    finally:
+        if dist.get_rank() == 0:
+            dist.barrier()
+
+
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     """Return `src`'s `obj` on every rank (picklable objects; `obj` is ignored on the other ranks).
 
-    Tensors come back on the CPU of the receiving rank only if they were pickled from the CPU: move large
-    ones with `dist.broadcast` instead. In a single process returns `obj` itself.
+    Send tensors on the CPU (a CUDA tensor is unpickled onto the sender's GPU index); move large ones with
+    `dist.broadcast` instead. In a single process returns `obj` itself.
     """
     if not is_distributed():
         return obj

@@ -129,7 +129,7 @@ class NWSSampler(ProportionalSampler):
         return cls(sketch, slots, batch_size, seed=seed, device=dev, **kwargs)
 
     def _scores(self, candidates: torch.Tensor | None) -> torch.Tensor:
-        slots = self.slots if candidates is None else self.slots[candidates]
+        slots = self.slots if candidates is None else self.slots.index_select(0, candidates)
         return self.sketch.estimate_slots(slots).clamp_min(0.0)
 
     def estimates(self) -> torch.Tensor:
@@ -155,13 +155,13 @@ class NWSSampler(ProportionalSampler):
             super().update(indices, losses)
             return
         idx, values = self._clean_feedback(indices, losses)
-        delta = reduce(self.sketch.delta(self.slots[idx], values))
+        delta = reduce(self.sketch.delta(self.slots.index_select(0, idx), values))
         if self.sketch.decay < 1.0 and not bool(delta[:, 1].any()):
             return  # no finite loss on any rank: no update at all, as `update` with the global batch would do
         self.sketch.apply_delta(delta)
 
     def _update(self, indices: torch.Tensor, losses: torch.Tensor) -> None:
-        self.sketch.update_slots(self.slots[indices], losses)
+        self.sketch.update_slots(self.slots.index_select(0, indices), losses)  # index_select: 2-3x faster than [] on the CPU
 
     def _extra_state(self) -> dict[str, Any]:
         return {**super()._extra_state(), "sketch": self.sketch.state_dict()}
