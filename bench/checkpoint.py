@@ -1,11 +1,14 @@
 """Resumable checkpoints: model, optimizer, LR schedule, sampler (sketch, RNG, position), clocks and curve.
 
 A checkpoint lives at `<results_dir>/ckpt/<run_id>.pt` (stable across re-runs of the same sweep) and is
-written atomically, so a run killed while saving keeps the previous one. Restoring it and training on gives,
-on the CPU with the same seed, bit for bit the result of an uninterrupted run.
+written atomically (a temporary file, fsync, rename), so a run killed while saving keeps the previous one;
+temporary files a killed run leaves behind are never read and are removed with the checkpoint. Restoring it
+and training on gives, on the CPU with the same seed, bit for bit the result of an uninterrupted run.
+A file that cannot be read raises `CheckpointError` before anything is restored.
 
     save_checkpoint(path, model=..., optimizer=..., scheduler=..., sampler=..., state=...)
     state = load_checkpoint(path, model=..., optimizer=..., scheduler=..., sampler=...)
+    remove_checkpoint(path)
 """
 from __future__ import annotations
 
@@ -18,7 +21,13 @@ import torch
 
 from .train import TrainState
 
-__all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_path"]
+__all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_path", "remove_checkpoint", "CheckpointError"]
+
+_KEYS = ("model", "optimizer", "scheduler", "sampler", "state", "torch_rng", "cuda_rng")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read (truncated, corrupt, not a checkpoint). The message is one line."""
 
 
 def checkpoint_path(results_dir: str | Path, rid: str) -> Path:
@@ -39,13 +48,40 @@ def save_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: Any, sched
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(blob, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove_checkpoint(path: Path) -> None:
+    """Delete the checkpoint at `path` and any temporary files that killed saves left beside it."""
+    path.unlink(missing_ok=True)
+    for leftover in path.parent.glob(f"{path.stem}.*.tmp"):
+        leftover.unlink(missing_ok=True)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # truncated or corrupt file: unpickling, zip or EOF errors
+        detail = (str(exc).splitlines() or [""])[0]
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {detail})") from None
+    if not isinstance(blob, dict) or not all(k in blob for k in _KEYS):
+        raise CheckpointError(f"checkpoint {path} is not a bench checkpoint (missing keys)")
+    return blob
 
 
 def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: Any, scheduler: Optional[Any], sampler: Any) -> TrainState:
-    """Restore model, optimizer, schedule, sampler and RNG from `path`; return the saved TrainState."""
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    """Restore model, optimizer, schedule, sampler and RNG from `path`; return the saved TrainState.
+
+    Raises CheckpointError, with nothing restored, when the file cannot be read."""
+    blob = _read(path)
     model.load_state_dict(blob["model"])
     optimizer.load_state_dict(blob["optimizer"])
     if scheduler is not None and blob["scheduler"] is not None:

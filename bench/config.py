@@ -1,23 +1,25 @@
 """Structured configs (dataclass schemas in Hydra's ConfigStore) and the semantic checks run before training.
 
-The schemas make a misspelled key or a value of the wrong type fail when Hydra composes the config; the
-checks in `validate` catch values of the right type but out of range (width 0, bandwidth <= 0, a target
-outside [0, 1], a batch larger than the dataset, ...) and raise `ConfigError` with one line naming the
-key, the value and what is allowed. `bench.run` prints that line and exits with status 2 before training.
+The schemas make a misspelled key or a value of the wrong type fail when Hydra composes the config
+(`composition_error` turns Hydra's message into one line); the checks in `validate` catch keys added with
+`+` that the schema does not know and values of the right type but out of range (width 0, bandwidth <= 0,
+a target outside [0, 1], a batch larger than the dataset, ...) and raise `ConfigError` with one line naming
+the key, the value and what is allowed. `bench.run` prints that line and exits with status 2 before training.
 
     from bench.config import register_configs, validate
     register_configs()   # done by bench.run at import
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
-__all__ = ["ConfigError", "register_configs", "validate", "SAMPLER_NAMES", "FAMILIES", "METRICS"]
+__all__ = ["ConfigError", "register_configs", "validate", "composition_error", "SAMPLER_NAMES", "FAMILIES", "METRICS"]
 
 SAMPLER_NAMES = ("uniform", "static", "loss", "history", "infobatch", "nws")
 FAMILIES = ("srp", "pstable")
@@ -187,6 +189,7 @@ class WandbConfig:
     project: str = "nws-bench"  # W&B project
     entity: Optional[str] = None  # W&B team or user (None: the key's default)
     tags: list = field(default_factory=list)  # extra tags
+    init_timeout_s: float = 30.0  # give up on an online W&B start after this long (no network) and log offline
 
 
 @dataclass
@@ -246,8 +249,44 @@ def _get(cfg: DictConfig, key: str) -> Any:
     return node
 
 
+def _known_keys(node: DictConfig, prefix: str) -> None:
+    """Fail on a key that a schema-typed node does not declare (added with `+`, so Hydra let it through).
+
+    Model and optimizer nodes may carry extra keys: they are their target's keyword arguments, which the
+    target itself checks when it is built. The sampler's keys are its schema's."""
+    schema = OmegaConf.get_type(node)
+    if not dataclasses.is_dataclass(schema) or ("_target_" in node and not prefix.startswith("sampler.")):
+        return
+    fields = [f.name for f in dataclasses.fields(schema)]
+    for key in node.keys():
+        if key not in fields:
+            _fail(f"{prefix}{key}", OmegaConf.select(node, str(key), throw_on_resolution_failure=False),
+                  f"{prefix.rstrip('.')} has no such key; its keys: {', '.join(f for f in fields if not f.startswith('_'))}")
+        if OmegaConf.is_missing(node, key) or OmegaConf.is_interpolation(node, key):
+            continue
+        if isinstance(node[key], DictConfig):
+            _known_keys(node[key], f"{prefix}{key}.")
+
+
+def _validate_model(cfg: DictConfig) -> None:
+    m = cfg.model
+    if "hidden" in m:
+        h = m.hidden
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in h):
+            _fail("model.hidden", list(h), "a list of integers >= 1 (empty: a linear model)")
+    if "dropout" in m:
+        d = m.dropout
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not (0 <= d < 1):
+            _fail("model.dropout", d, "a number in [0, 1)")
+    if "embed_dim" in m:
+        _int_at_least(cfg, "model.embed_dim", 1)
+
+
 def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError naming the first config value out of its allowed range."""
+    """Raise ConfigError naming the first config key unknown to its schema or value out of its allowed range."""
+    for group in ("dataset", "model", "sampler", "sketch", "trainer", "logger", "paths"):
+        if group in cfg:
+            _known_keys(cfg[group], f"{group}.")
     _one_of(cfg, "device", DEVICES)
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
         _fail("seed", cfg.seed, "an integer >= 0")
@@ -288,6 +327,8 @@ def validate(cfg: DictConfig) -> None:
         if _get(cfg, key) is not None:
             _int_at_least(cfg, key, 1)
     _one_of(cfg, "logger.wandb.mode", WANDB_MODES)
+    _positive(cfg, "logger.wandb.init_timeout_s")
+    _validate_model(cfg)
     _validate_sampler(cfg)
 
 
@@ -318,3 +359,41 @@ def validate_against_data(cfg: DictConfig, num_train: int, task: str) -> None:
     pool = cfg.sampler.get("pool_size")
     if pool is not None and not (cfg.trainer.batch_size <= pool <= num_train):
         _fail("sampler.pool_size", pool, f"null or an integer in [{cfg.trainer.batch_size}, {num_train}]")
+
+
+# -- Hydra's composition errors, in one line ----------------------------------------------------------------
+def _one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def _override_for(key: str, overrides: Sequence[str]) -> str:
+    """Return the last command-line override that sets `key` (`key=value`), or `key` when none does."""
+    for o in reversed(overrides):
+        name, _, _ = o.partition("=")
+        if name.lstrip("+~") == key:
+            return o.lstrip("+~")
+    return key
+
+
+def composition_error(exc: BaseException, overrides: Sequence[str]) -> str:
+    """Return one line for an exception Hydra raised while composing `overrides` (a misspelled key, a value of
+    the wrong type, an unknown group option, a syntax error): the override it concerns and what is allowed."""
+    missing = getattr(exc, "missing_cfg_file", None)
+    if missing and getattr(exc, "options", None):
+        group, _, option = missing.rpartition("/")
+        choices = [o for o in exc.options if not o.startswith("base_")]  # type: ignore[attr-defined]
+        return f"<{group}={option}> is not allowed: one of {', '.join(choices)} (conf/{group}/)"
+    cause = exc.__cause__
+    key = getattr(cause, "full_key", None)
+    if key:
+        merging = "Error merging override "
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        override = first[len(merging):] if first.startswith(merging) else _override_for(key, overrides)
+        schema = getattr(cause, "object_type", None)
+        reason = str(cause).splitlines()[0]
+        if dataclasses.is_dataclass(schema) and reason.startswith("Key "):
+            parent = key.rpartition(".")[0] or "the config"
+            known = ", ".join(f.name for f in dataclasses.fields(schema) if not f.name.startswith("_"))
+            return f"<{override}> is not allowed: {parent} has no key {key.rpartition('.')[2]!r}; its keys: {known}"
+        return f"<{override}> is not allowed: {reason}"
+    return _one_line(exc) + (f" ({_one_line(cause)})" if cause is not None else "")

@@ -14,7 +14,8 @@ Row fields (all JSON; `null` for "never", e.g. a target not reached):
     reached_target, time_to_target_s, steps_to_target, final_metric, best_metric, final_loss,
     train_time_s (the fair clock), eval_time_s, sampler_time_s, sampler_overhead (sampler_time / train_time),
     setup_time_s (hashing, proxy scores: counted into time_to_target as well), steps, epochs,
-    skipped_nonfinite, device, torch_version, git_commit, config_hash, overrides,
+    skipped_nonfinite (non-finite per-sample losses the sampler dropped), skipped_steps (optimizer steps
+    skipped for a non-finite gradient; see bench.train), device, torch_version, git_commit, config_hash, overrides,
     curve: [{"step", "epoch", "time_s", "metric", "loss"}, ...]
 """
 from __future__ import annotations
@@ -29,13 +30,24 @@ from typing import Any, Iterable
 
 __all__ = ["run_id", "write_row", "read_rows", "row_path", "atomic_write_text", "IGNORED_KEYS"]
 
-# Config keys that say where things go, not what is computed: left out of the run identity.
-IGNORED_KEYS = ("paths", "logger", "hydra", "progress", "resume")
+# Config keys (dotted for nested ones) that say where things are or go, not what is computed: left out of
+# the run identity, so a sweep re-run with another data cache ($NWS_DATA, $HOME) or results folder finds its rows.
+IGNORED_KEYS = ("paths", "logger", "hydra", "progress", "resume", "dataset.root")
+
+
+def _without(cfg: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    kept = dict(cfg)
+    for key in keys:
+        head, _, rest = key.partition(".")
+        if rest and isinstance(kept.get(head), dict):
+            kept[head] = _without(kept[head], [rest])
+        elif not rest:
+            kept.pop(head, None)
+    return kept
 
 
 def _canonical(cfg: dict[str, Any]) -> str:
-    kept = {k: v for k, v in cfg.items() if k not in IGNORED_KEYS}
-    return json.dumps(kept, sort_keys=True, default=str, separators=(",", ":"))
+    return json.dumps(_without(cfg, IGNORED_KEYS), sort_keys=True, default=str, separators=(",", ":"))
 
 
 def run_id(cfg: dict[str, Any]) -> str:

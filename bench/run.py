@@ -8,8 +8,9 @@
 
 A run's identity is a hash of its resolved config (`bench.results.run_id`). A finished run's row is kept
 at `<paths.results_dir>/runs/<run_id>.json`, so re-running a sweep skips finished jobs and resumes killed
-ones from `<paths.results_dir>/ckpt/<run_id>.pt` (`resume=false` starts over). Bad config values stop the
-run before training with one line naming the key (exit status 2).
+ones from `<paths.results_dir>/ckpt/<run_id>.pt` (`resume=false` starts over; an unreadable checkpoint is
+reported and the run starts over). Bad config values (and Hydra's composition errors: misspelled keys, wrong
+types, unknown group options) stop the run before training with one line naming the key (exit status 2).
 """
 from __future__ import annotations
 
@@ -29,12 +30,13 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import hydra  # noqa: E402
 import torch  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.errors import HydraException, InstantiationException  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from . import data as datasets  # noqa: E402
-from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint  # noqa: E402
-from .config import METRICS, ConfigError, register_configs, validate, validate_against_data  # noqa: E402
+from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, remove_checkpoint, save_checkpoint  # noqa: E402
+from .config import METRICS, ConfigError, composition_error, register_configs, validate, validate_against_data  # noqa: E402
 from .logger import RunLogger  # noqa: E402
 from .results import read_rows, row_path, run_id, write_row  # noqa: E402
 from .sampling import build_sampler  # noqa: E402
@@ -85,15 +87,51 @@ def _schedule(name: str, optimizer: torch.optim.Optimizer, total_steps: int, lr:
 
 def load_data(cfg: DictConfig, device: torch.device) -> Any:
     """Load (preparing on first use) the configured dataset, take the configured subset, move it to `device`."""
+    if cfg.dataset.name not in datasets.DATASETS:
+        raise ConfigError(f"<dataset.name={cfg.dataset.name!r}> is not allowed: one of {', '.join(datasets.DATASETS)}")
+    options = OmegaConf.to_container(cfg.dataset.options, resolve=True)
     try:
-        data = datasets.load(cfg.dataset.name, root=cfg.dataset.root, **cfg.dataset.options)
-    except (ValueError, TypeError) as exc:  # unknown name or option
-        raise ConfigError(f"<dataset.name={cfg.dataset.name!r}> is not allowed: {exc}") from None
+        data = datasets.load(cfg.dataset.name, root=cfg.dataset.root, **options)
+    except (ValueError, TypeError) as exc:  # unknown option or value out of range
+        raise ConfigError(f"<dataset.options={options}> is not allowed: {exc}") from None
     except RuntimeError as exc:  # cannot be prepared here (offline, missing tool)
         raise ConfigError(f"<dataset.name={cfg.dataset.name!r}> could not be loaded: {exc}") from None
     if cfg.dataset.train_size is not None or cfg.dataset.test_size is not None:
         data = data.subset(cfg.dataset.train_size or data.num_train, cfg.dataset.test_size or data.num_test, seed=0)
     return data.to(device)
+
+
+def build(node: DictConfig, key: str, *args: Any, **kwargs: Any) -> Any:
+    """`instantiate(node, **kwargs)`, called with `args` when it is a partial (the optimizer); a target that
+    cannot be imported or arguments it rejects (ValueError, TypeError) raise a one-line ConfigError naming `key`."""
+    try:
+        made = instantiate(node, **kwargs)
+        return made(*args) if args else made
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        if cause is not None and not isinstance(cause, (ValueError, TypeError, ImportError, AttributeError)):
+            raise
+        if cause is None or isinstance(cause, (ImportError, AttributeError)):
+            raise ConfigError(f"<{key}._target_={node._target_!r}> is not allowed: no such class (it cannot be imported)") from None
+        raise ConfigError(f"<{key}._target_={node._target_!r}> could not be built: {type(cause).__name__}: {cause}") from None
+    except (ValueError, TypeError) as exc:  # the partial rejected its arguments (e.g. an optimizer's betas)
+        kwargs_text = ", ".join(f"{k}={v}" for k, v in OmegaConf.to_container(node).items() if not k.startswith("_"))
+        raise ConfigError(f"<{key}={node._target_}({kwargs_text})> is not allowed: {type(exc).__name__}: {exc}") from None
+
+
+def resume_state(ckpt: Path, rid: str, **parts: Any) -> Optional[TrainState]:
+    """Restore `parts` (model, optimizer, scheduler, sampler) from `ckpt` and return its TrainState; None when the
+    file cannot be read (a warning: the run starts over). A checkpoint that does not fit the run is a ConfigError."""
+    try:
+        state = load_checkpoint(ckpt, **parts)
+    except CheckpointError as exc:
+        log.warning(f"{exc}: starting run {rid} over <resume=true>")
+        return None
+    except (ValueError, KeyError, RuntimeError) as exc:  # written by other code (a changed sampler or model)
+        raise ConfigError(f"<resume=true> cannot continue from {ckpt}: it does not fit this run "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0]}); delete it or pass resume=false") from None
+    log.info(f"resuming run {rid} from step {state.step} (epoch {state.epoch}) <resume=true>")
+    return state
 
 
 def run(cfg: DictConfig, out_dir: Optional[Path] = None) -> dict[str, Any]:
@@ -109,6 +147,7 @@ def run(cfg: DictConfig, out_dir: Optional[Path] = None) -> dict[str, Any]:
         row = read_rows(done)[0]
         log.info(f"run {rid} already finished: skipping, row at {done} <resume=true>")
         write_row(out, row)
+        remove_checkpoint(checkpoint_path(results_dir, rid))  # left behind when killed right after its row
         return row
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
@@ -117,8 +156,8 @@ def run(cfg: DictConfig, out_dir: Optional[Path] = None) -> dict[str, Any]:
     data = load_data(cfg, device)
     validate_against_data(cfg, data.num_train, data.task)
     log.info(f"dataset {data.name}: {data.num_train} train / {data.num_test} test rows, task {data.task} <dataset={cfg.dataset.name}>")
-    model = instantiate(cfg.model, input_shape=data.input_shape, cardinalities=data.cardinalities, num_outputs=data.num_outputs).to(device)
-    optimizer = instantiate(cfg.trainer.optimizer)(model.parameters())
+    model = build(cfg.model, "model", input_shape=data.input_shape, cardinalities=data.cardinalities, num_outputs=data.num_outputs).to(device)
+    optimizer = build(cfg.trainer.optimizer, "trainer.optimizer", model.parameters())
     steps_per_epoch = math.ceil(data.num_train / cfg.trainer.batch_size)
     scheduler = _schedule(cfg.trainer.schedule, optimizer, steps_per_epoch * cfg.trainer.epochs, cfg.trainer.optimizer.lr)
     sampler, setup_s = build_sampler(cfg.sampler, cfg.sketch, data, model, task=data.task, batch_size=cfg.trainer.batch_size,
@@ -131,17 +170,18 @@ def run(cfg: DictConfig, out_dir: Optional[Path] = None) -> dict[str, Any]:
                      checkpoint_every_s=cfg.trainer.checkpoint_every_s, checkpoint_every_steps=cfg.trainer.checkpoint_every_steps,
                      warmup_steps=cfg.trainer.warmup_steps)
     ckpt = checkpoint_path(results_dir, rid)
-    state, resumed = TrainState(setup_s=setup_s), False
+    restored = None
     if cfg.resume and ckpt.is_file():
-        state, resumed = load_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler), True
-        log.info(f"resuming run {rid} from step {state.step} (epoch {state.epoch}) <resume=true>")
+        restored = resume_state(ckpt, rid, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler)
+    state, resumed = (restored, True) if restored is not None else (TrainState(setup_s=setup_s), False)
 
     def save(st: TrainState) -> None:
         save_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, state=st)
 
     w = cfg.logger.wandb
     with RunLogger(out, config=resolved, mode=w.mode, project=w.project, entity=w.entity, tags=list(w.tags),
-                   name=f"{cfg.dataset.name}-{cfg.sampler.name}-s{cfg.seed}-{rid}", group=cfg.dataset.name) as logger:
+                   name=f"{cfg.dataset.name}-{cfg.sampler.name}-s{cfg.seed}-{rid}", group=cfg.dataset.name,
+                   init_timeout_s=w.init_timeout_s) as logger:
         bar = _progress(cfg, spec, state.step)
         state = train(model, optimizer, scheduler, sampler, data, spec, device=device, batch_size=cfg.trainer.batch_size,
                       state=state, resumed=resumed, checkpoint=save,
@@ -152,7 +192,7 @@ def run(cfg: DictConfig, out_dir: Optional[Path] = None) -> dict[str, Any]:
         logger.summary(row)
     write_row(results_dir, row)
     write_row(out, row)
-    ckpt.unlink(missing_ok=True)
+    remove_checkpoint(ckpt)
     return row
 
 
@@ -180,7 +220,7 @@ def result_row(cfg: DictConfig, rid: str, data: Any, state: TrainState, sampler:
         "train_time_s": clock, "eval_time_s": state.eval_s, "sampler_time_s": state.sampler_s, "setup_time_s": state.setup_s,
         "sampler_overhead": (state.sampler_s + state.setup_s) / clock if clock > 0 else None,
         "steps": state.step, "epochs": state.epoch, "stopped_by_time": state.stopped_by_time,
-        "skipped_nonfinite": int(getattr(sampler, "skipped_nonfinite", 0)),
+        "skipped_nonfinite": int(getattr(sampler, "skipped_nonfinite", 0)), "skipped_steps": state.skipped_steps,
         "device": device_name(device), "torch_version": torch.__version__, "git_commit": git_commit(),
         "config_hash": rid, "overrides": overrides, "curve": state.curve,
     }
@@ -217,5 +257,62 @@ def main(cfg: DictConfig) -> Optional[float]:
     return row["final_metric"]
 
 
-if __name__ == "__main__":
+def check_command_line(argv: list[str]) -> None:
+    """Compose the command line's config the way Hydra will, once per sweep value, and raise ConfigError with
+    one line for what Hydra would report in several (a misspelled key, a wrong type, an unknown group option).
+
+    Only plain overrides (and -m/--multirun) are checked; other Hydra flags, sweeps it cannot enumerate and
+    anything unexpected are left to Hydra itself."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
+        return
+    overrides = [a for a in argv if not a.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as exc:
+        raise ConfigError(composition_error(exc, overrides)) from None
+    multirun = len(overrides) < len(argv)
+    sweeps: dict[int, list[str]] = {}
+    for i, o in enumerate(parsed):
+        if multirun and o.is_sweep_override():
+            try:
+                sweeps[i] = list(o.sweep_string_iterator())
+            except HydraException:  # interval or glob sweeps: for a sweeper plugin to expand
+                plain = [x for j, x in enumerate(overrides) if j != i and not parsed[j].is_sweep_override()]
+                if _compose(plain).hydra.sweeper._target_.endswith("BasicSweeper"):
+                    raise ConfigError(f"<{overrides[i]}> is not allowed: the basic sweeper takes value lists (a,b,c), "
+                                      f"choice(...) and range(...)") from None
+                return
+    first = [f"{o.get_key_element()}={sweeps[i][0]}" if i in sweeps else overrides[i] for i, o in enumerate(parsed)]
+    variants = [first] + [first[:i] + [f"{parsed[i].get_key_element()}={v}"] + first[i + 1:] for i in sweeps for v in sweeps[i][1:]]
+    for variant in variants:
+        _compose(variant)
+
+
+def _compose(overrides: list[str]) -> DictConfig:
+    """Compose conf/config.yaml with `overrides` and Hydra's own config; a Hydra error becomes a one-line ConfigError."""
+    from hydra import compose, initialize_config_dir
+
+    try:
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            return compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    except HydraException as exc:
+        raise ConfigError(composition_error(exc, overrides)) from None
+
+
+def cli() -> None:
+    """`python -m bench.run ...`: check the command line (one line and exit status 2 when it does not compose),
+    then hand over to Hydra."""
+    try:
+        check_command_line(sys.argv[1:])
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except Exception:  # the check itself tripped on something unforeseen: Hydra reports what is wrong, if anything
+        pass
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -8,11 +8,19 @@ included; evaluation, logging and checkpointing run between steps, outside it. T
     result = train(model, optimizer, scheduler, sampler, data, spec, device=..., on_eval=..., checkpoint=...)
 
 Deep code gets plain arguments: `TrainSpec` holds the few numbers the loop needs.
+
+Non-finite losses: a per-sample loss that is NaN or inf is left out of the step's weighted mean (the mean
+runs over the finite ones) and still fed back to the sampler, which drops and counts it
+(`sampler.skipped_nonfinite`). A NaN that comes out of the forward pass also reaches the gradient
+(0 * NaN = NaN in the backward), so when the gradient is not finite the optimizer step is skipped, as AMP's
+GradScaler does, and counted in `TrainState.skipped_steps` (one warning). The LR schedule still advances,
+so every sampler keeps the same schedule per step.
 """
 from __future__ import annotations
 
 import copy
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -21,7 +29,7 @@ import torch
 from .metrics import evaluate, is_better, per_sample_loss
 from .timing import Stopwatch
 
-__all__ = ["TrainSpec", "TrainState", "train", "eval_steps"]
+__all__ = ["TrainSpec", "TrainState", "train", "eval_steps", "weighted_loss"]
 
 
 @dataclass
@@ -56,6 +64,7 @@ class TrainState:
     curve: list = field(default_factory=list)
     last_checkpoint_s: float = 0.0
     stopped_by_time: bool = False
+    skipped_steps: int = 0  # optimizer steps skipped because the gradient was not finite
 
 
 def eval_steps(steps_per_epoch: int, epochs: int, evals_per_epoch: int) -> set[int]:
@@ -85,6 +94,34 @@ def _warmup(model: torch.nn.Module, data: Any, spec: TrainSpec, batch_size: int,
     del twin
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def weighted_loss(weights: torch.Tensor, losses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the importance-weighted mean of the finite per-sample losses and the count of the others.
+
+    Non-finite terms are left out and the mean runs over the rest (NaN when none is left); with every loss
+    finite this is `(weights * losses).mean()`. The count is a 0-dim tensor: no host sync here.
+    """
+    weighted = weights.to(losses.dtype) * losses
+    finite = torch.isfinite(weighted)
+    kept = finite.sum()
+    loss = torch.where(finite, weighted, torch.zeros_like(weighted)).sum() / kept
+    return loss, finite.numel() - kept
+
+
+def _step_is_finite(model: torch.nn.Module, bad: torch.Tensor, state: TrainState) -> bool:
+    """Return whether to take the optimizer step: yes unless some losses were non-finite and so is the gradient.
+
+    One host sync (the count), as AMP's GradScaler before its step; the gradient is checked only when needed.
+    """
+    count = int(bad)
+    if count == 0 or all(bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None):
+        return True
+    state.skipped_steps += 1
+    if state.skipped_steps == 1:
+        warnings.warn(f"step {state.step + 1}: skipped the optimizer step: {count} per-sample loss(es) were not finite "
+                      f"and neither was the gradient; further skips are counted in skipped_steps", RuntimeWarning, stacklevel=3)
+    return False
 
 
 def _evaluate(model: torch.nn.Module, data: Any, spec: TrainSpec, state: TrainState, on_eval: Callable) -> None:
@@ -123,9 +160,13 @@ def train(
 ) -> TrainState:
     """Train `model` with `sampler` and return the final `TrainState` (curve, clocks, time-to-target).
 
-    With `resumed=True`, `state` and the sampler come from a checkpoint: the sampler continues mid-epoch.
+    With `resumed=True`, `state` and the sampler come from a checkpoint: the sampler continues mid-epoch
+    (a checkpoint taken after the last step of an epoch continues with the next epoch).
     """
     state = state or TrainState()
+    mid_epoch = resumed
+    if resumed and state.step >= (state.epoch + 1) * spec.steps_per_epoch:
+        state.epoch, mid_epoch = state.epoch + 1, False  # saved after the epoch's last step, before the epoch advanced
     evals = eval_steps(spec.steps_per_epoch, spec.epochs, spec.evals_per_epoch)
     total_steps = spec.epochs * spec.steps_per_epoch
     step_watch, sampler_watch = Stopwatch(device, state.train_s), Stopwatch(device, state.sampler_s)
@@ -134,9 +175,9 @@ def train(
         _evaluate(model, data, spec, state, on_eval)
     model.train()
     while state.epoch < spec.epochs and not state.stopped_by_time:
-        if not resumed:
+        if not mid_epoch:
             sampler.set_epoch(state.epoch)
-        resumed = False
+        mid_epoch = False
         batches = iter(sampler)
         while True:
             step_watch.start()
@@ -150,10 +191,11 @@ def train(
             sampler_watch.stop()
             x, c, y = _batch(data, idx)
             losses = per_sample_loss(model(x, c), y, spec.task)
-            loss = (weights.to(losses.dtype) * losses).mean()
+            loss, bad = weighted_loss(weights, losses)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            if _step_is_finite(model, bad, state):
+                optimizer.step()
             if scheduler is not None:
                 scheduler.step()
             sampler_watch.start()
