@@ -61,7 +61,7 @@ def _device(device_pref: str, local_rank: int, world_size: int) -> torch.device:
     if not use_cuda:
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise ValueError("device_pref is 'cuda' but CUDA is not available; use 'cpu' or 'auto'")
+        raise ValueError("no CUDA device is visible; use device=cpu or device=auto")
     if world_size > 1 and local_rank >= torch.cuda.device_count():
         raise ValueError(f"LOCAL_RANK={local_rank} but only {torch.cuda.device_count()} CUDA device(s) are visible")
     return torch.device("cuda", local_rank if world_size > 1 else torch.cuda.current_device())

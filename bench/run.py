@@ -14,6 +14,7 @@ types, unknown group options) stop the run before training with one line naming 
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -35,12 +36,14 @@ from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from . import data as datasets  # noqa: E402
+from .distributed import DistEnv, barrier, broadcast_object, cleanup, init_distributed, main_first  # noqa: E402
 from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, remove_checkpoint, save_checkpoint  # noqa: E402
 from .config import METRICS, ConfigError, composition_error, register_configs, validate, validate_against_data  # noqa: E402
 from .logger import RunLogger  # noqa: E402
 from .results import read_rows, row_path, run_id, write_row  # noqa: E402
 from .sampling import build_sampler  # noqa: E402
 from .train import TrainSpec, TrainState, final_metric, train  # noqa: E402
+from sketch.distributed import distributed_update, feedback_mode, sync_check  # noqa: E402
 
 log = logging.getLogger("bench.run")
 register_configs()
@@ -55,15 +58,6 @@ def git_commit() -> str:
         return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if head.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def resolve_device(name: str) -> torch.device:
-    """Return the torch device for `device=auto|cpu|cuda` (auto: cuda when available)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("<device='cuda'> is not allowed: no CUDA device is visible; use device=cpu or device=auto")
-    return torch.device(name)
 
 
 def device_name(device: torch.device) -> str:
@@ -137,32 +131,46 @@ def resume_state(ckpt: Path, rid: str, **parts: Any) -> Optional[TrainState]:
 def run(cfg: DictConfig, out_dir: Optional[Path] = None) -> dict[str, Any]:
     """Run (or skip, or resume) the job described by `cfg` and return its result row.
 
-    `out_dir` receives this run's logs and a copy of its row (default: Hydra's output directory)."""
+    `out_dir` receives this run's logs and a copy of its row (default: Hydra's output directory).
+    Under torchrun every rank calls it: the ranks train one data-parallel job; rank 0 writes the results."""
+    env = _dist_env(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    if env.distributed:
+        resolved["world_size"] = env.world_size  # another job than the single-process run (single ids unchanged)
     rid = run_id(resolved)
     results_dir = Path(cfg.paths.results_dir).absolute()
     done = row_path(results_dir, rid)
     out = Path(out_dir) if out_dir is not None else output_dir()
-    if cfg.resume and done.is_file():
+    if broadcast_object(bool(cfg.resume and done.is_file())):  # rank 0 decides: all ranks skip or none
         row = read_rows(done)[0]
         log.info(f"run {rid} already finished: skipping, row at {done} <resume=true>")
-        write_row(out, row)
-        remove_checkpoint(checkpoint_path(results_dir, rid))  # left behind when killed right after its row
+        if env.is_main:
+            write_row(out, row)
+            remove_checkpoint(checkpoint_path(results_dir, rid))  # left behind when killed right after its row
         return row
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
-    device = resolve_device(cfg.device)
+    device = env.device
+    if cfg.trainer.batch_size % env.world_size:
+        raise ConfigError(f"<trainer.batch_size={cfg.trainer.batch_size}> is not allowed: it is the global batch and "
+                          f"must be divisible by the number of ranks (WORLD_SIZE={env.world_size})")
+    local_batch = cfg.trainer.batch_size // env.world_size  # each rank trains on its slice of the global batch
     torch.manual_seed(cfg.seed)  # model init and dropout; samplers use their own generators
-    data = load_data(cfg, device)
+    with main_first():  # rank 0 prepares the dataset cache first
+        data = load_data(cfg, device)
     validate_against_data(cfg, data.num_train, data.task)
     log.info(f"dataset {data.name}: {data.num_train} train / {data.num_test} test rows, task {data.task} <dataset={cfg.dataset.name}>")
     model = build(cfg.model, "model", input_shape=data.input_shape, cardinalities=data.cardinalities, num_outputs=data.num_outputs).to(device)
     optimizer = build(cfg.trainer.optimizer, "trainer.optimizer", model.parameters())
     steps_per_epoch = math.ceil(data.num_train / cfg.trainer.batch_size)
     scheduler = _schedule(cfg.trainer.schedule, optimizer, steps_per_epoch * cfg.trainer.epochs, cfg.trainer.optimizer.lr)
-    sampler, setup_s = build_sampler(cfg.sampler, cfg.sketch, data, model, task=data.task, batch_size=cfg.trainer.batch_size,
-                                     steps_per_epoch=steps_per_epoch, epochs=cfg.trainer.epochs, seed=cfg.seed, device=device,
-                                     cache_dir=cfg.dataset.root)
+    sampler, setup_s = build_sampler(cfg.sampler, cfg.sketch, data, model, task=data.task, batch_size=local_batch,
+                                     steps_per_epoch=steps_per_epoch, epochs=cfg.trainer.epochs, seed=cfg.seed,
+                                     device=device, cache_dir=cfg.dataset.root, num_replicas=env.world_size, rank=env.rank)
+    trained = model
+    if env.distributed:
+        trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    feedback = functools.partial(distributed_update, sampler) if env.distributed else None
     log.info(f"sampler {cfg.sampler.name} ({sampler.cost}); setup {setup_s:.2f}s <sampler={cfg.sampler.name}>")
     spec = TrainSpec(task=data.task, epochs=cfg.trainer.epochs, steps_per_epoch=steps_per_epoch,
                      evals_per_epoch=cfg.trainer.evals_per_epoch, target_metric=cfg.trainer.target_metric,
@@ -176,31 +184,58 @@ def run(cfg: DictConfig, out_dir: Optional[Path] = None) -> dict[str, Any]:
     state, resumed = (restored, True) if restored is not None else (TrainState(setup_s=setup_s), False)
 
     def save(st: TrainState) -> None:
-        save_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, state=st)
+        if env.is_main:  # the bare model: no "module." prefix, loadable by any world size
+            save_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, state=st)
 
     w = cfg.logger.wandb
-    with RunLogger(out, config=resolved, mode=w.mode, project=w.project, entity=w.entity, tags=list(w.tags),
+    with RunLogger(out, config=resolved, mode=w.mode if env.is_main else "disabled", project=w.project, entity=w.entity, tags=list(w.tags),
                    name=f"{cfg.dataset.name}-{cfg.sampler.name}-s{cfg.seed}-{rid}", group=cfg.dataset.name,
                    init_timeout_s=w.init_timeout_s) as logger:
-        bar = _progress(cfg, spec, state.step)
-        state = train(model, optimizer, scheduler, sampler, data, spec, device=device, batch_size=cfg.trainer.batch_size,
-                      state=state, resumed=resumed, checkpoint=save,
+        bar = _progress(cfg, spec, state.step, env)
+        state = train(trained, optimizer, scheduler, sampler, data, spec, device=device, batch_size=local_batch,
+                      state=state, resumed=resumed, checkpoint=save, feedback=feedback,
                       on_eval=lambda p: (logger.log(p, step=p["step"]), bar.set_postfix(metric=f"{p['metric']:.4f}")),
                       on_step=lambda s: bar.update(1))
         bar.close()
         row = result_row(cfg, rid, data, state, sampler, device)
-        logger.summary(row)
-    write_row(results_dir, row)
-    write_row(out, row)
-    remove_checkpoint(ckpt)
+        row.update(_dist_fields(env, sampler))
+        if env.is_main:
+            logger.summary(row)
+    if env.is_main:
+        write_row(results_dir, row)
+        write_row(out, row)
+        remove_checkpoint(ckpt)
+    barrier()  # the next job of a sweep starts once rank 0 has written this one's row
     return row
 
 
-def _progress(cfg: DictConfig, spec: TrainSpec, initial: int) -> Any:
+def _dist_env(cfg: DictConfig) -> DistEnv:
+    """This process's place in a torchrun job (one process: world_size 1); a bad device is a ConfigError."""
+    try:
+        return init_distributed(cfg.device)
+    except ValueError as exc:
+        raise ConfigError(f"<device={cfg.device!r}> is not allowed: {exc}") from None
+
+
+def _dist_fields(env: DistEnv, sampler: Any) -> dict[str, Any]:
+    """Row fields of a data-parallel run: the layout, whether the NWS sketches stayed identical, and the
+    non-finite losses dropped on all ranks (per rank under the all-reduce path, so summed)."""
+    if not env.distributed:
+        return {"world_size": 1}
+    fields: dict[str, Any] = {"world_size": env.world_size}
+    if feedback_mode(sampler) == "reduce":
+        skipped = torch.tensor([float(sampler.skipped_nonfinite)], device=env.device)
+        torch.distributed.all_reduce(skipped)
+        fields["skipped_nonfinite"] = int(skipped.item())
+        fields["sketch_in_sync"] = sync_check(sampler.sketch)
+    return fields
+
+
+def _progress(cfg: DictConfig, spec: TrainSpec, initial: int, env: DistEnv) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=spec.epochs * spec.steps_per_epoch, initial=initial, desc=f"{cfg.dataset.name}/{cfg.sampler.name}",
-                unit="step", disable=not cfg.progress, leave=False, file=sys.stderr)
+                unit="step", disable=not (cfg.progress and env.is_main), leave=False, file=sys.stderr)
 
 
 def result_row(cfg: DictConfig, rid: str, data: Any, state: TrainState, sampler: Any, device: torch.device) -> dict[str, Any]:
@@ -252,8 +287,9 @@ def main(cfg: DictConfig) -> Optional[float]:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    print(summary_table(row))
-    print(f"row: {row_path(Path(cfg.paths.results_dir).absolute(), row['run_id'])}")
+    if not row.get("world_size", 1) > 1 or torch.distributed.get_rank() == 0:  # rank 0 speaks for the job
+        print(summary_table(row))
+        print(f"row: {row_path(Path(cfg.paths.results_dir).absolute(), row['run_id'])}")
     return row["final_metric"]
 
 
@@ -312,6 +348,7 @@ def cli() -> None:
     except Exception:  # the check itself tripped on something unforeseen: Hydra reports what is wrong, if anything
         pass
     main()
+    cleanup()  # the process group lives for the whole process (all jobs of a sweep); not on errors (see cleanup)
 
 
 if __name__ == "__main__":

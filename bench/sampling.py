@@ -13,9 +13,11 @@ import copy
 from typing import Any, Callable, Optional
 
 import torch
+import torch.distributed
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from .distributed import main_first
 from .features import build_sketch, cached_slots, hash_keys
 from .metrics import per_sample_loss
 from .timing import Stopwatch
@@ -88,7 +90,10 @@ def build_sampler(
     watch = Stopwatch(device)
     with watch:
         if name == "static":
-            extra: dict[str, Any] = {"scores": proxy_scores(model, data, task, sampler_cfg.proxy_steps, batch_size, seed)}
+            scores = proxy_scores(model, data, task, sampler_cfg.proxy_steps, batch_size * num_replicas, seed)
+            if num_replicas > 1:  # all ranks must draw from the same q: rank 0's scores (bitwise) for everyone
+                torch.distributed.broadcast(scores, src=0)
+            extra: dict[str, Any] = {"scores": scores}
         elif name == "loss":
             extra = {"score_fn": loss_scorer(model, data, task)}
         elif name == "infobatch":
@@ -108,5 +113,6 @@ def _nws_inputs(sketch_cfg: DictConfig, data: Any, task: str, seed: int, device:
     sketch = build_sketch(keys.shape[1], sketch_cfg.family, sketch_cfg.depth, sketch_cfg.width, sketch_cfg.bits,
                           sketch_cfg.bandwidth, sketch_cfg.decay, seed=seed, device=device)
     extra = {"key": OmegaConf.to_container(key), "rows": data.num_train}
-    slots = cached_slots(sketch, keys, cache_dir, tag=data.name, extra=extra)
+    with main_first():  # under DDP rank 0 hashes and writes the cache; the others read the same bits
+        slots = cached_slots(sketch, keys, cache_dir, tag=data.name, extra=extra)
     return {"sketch": sketch, "slots": slots.to(device)}

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import torch
+import torch.distributed as dist
 
 from .metrics import evaluate, is_better, per_sample_loss
 from .timing import Stopwatch
@@ -157,13 +158,19 @@ def train(
     on_step: Callable[[TrainState], None] = lambda state: None,
     checkpoint: Callable[[TrainState], None] = lambda state: None,
     resumed: bool = False,
+    feedback: Optional[Callable[[torch.Tensor, torch.Tensor], None]] = None,
 ) -> TrainState:
     """Train `model` with `sampler` and return the final `TrainState` (curve, clocks, time-to-target).
 
     With `resumed=True`, `state` and the sampler come from a checkpoint: the sampler continues mid-epoch
     (a checkpoint taken after the last step of an epoch continues with the next epoch).
+    Data parallel: `model` may be a DistributedDataParallel (warm-up and evaluation use its `.module`, without
+    collectives) and `feedback(idx, losses)` replaces `sampler.update` (e.g. `sketch.distributed.distributed_update`).
     """
     state = state or TrainState()
+    net = getattr(model, "module", model)  # the bare model: evaluation and warm-up run no collectives
+    update = feedback or sampler.update
+    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
     mid_epoch = resumed
     if resumed and state.step >= (state.epoch + 1) * spec.steps_per_epoch:
         state.epoch, mid_epoch = state.epoch + 1, False  # saved after the epoch's last step, before the epoch advanced
@@ -171,8 +178,8 @@ def train(
     total_steps = spec.epochs * spec.steps_per_epoch
     step_watch, sampler_watch = Stopwatch(device, state.train_s), Stopwatch(device, state.sampler_s)
     if not resumed:
-        _warmup(model, data, spec, batch_size, device)
-        _evaluate(model, data, spec, state, on_eval)
+        _warmup(net, data, spec, batch_size, device)
+        _evaluate(net, data, spec, state, on_eval)
     model.train()
     while state.epoch < spec.epochs and not state.stopped_by_time:
         if not mid_epoch:
@@ -194,12 +201,14 @@ def train(
             loss, bad = weighted_loss(weights, losses)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if distributed:
+                dist.all_reduce(bad)  # every rank must take the same decision (the gradients are shared)
             if _step_is_finite(model, bad, state):
                 optimizer.step()
             if scheduler is not None:
                 scheduler.step()
             sampler_watch.start()
-            sampler.update(idx, losses.detach())
+            update(idx, losses.detach())
             sampler_watch.stop()
             step_watch.stop()
             state.step += 1
@@ -207,8 +216,8 @@ def train(
             state.last_loss = float(loss.detach())
             on_step(state)
             if state.step in evals or state.step == total_steps:
-                _evaluate(model, data, spec, state, on_eval)
-            if spec.max_time_s is not None and state.setup_s + state.train_s >= spec.max_time_s:
+                _evaluate(net, data, spec, state, on_eval)
+            if spec.max_time_s is not None and _time_is_up(spec, state, device, distributed):
                 state.stopped_by_time = True
                 break
             if _checkpoint_due(spec, state):
@@ -217,8 +226,18 @@ def train(
         if not state.stopped_by_time:
             state.epoch += 1
     if state.curve and state.curve[-1]["step"] != state.step:
-        _evaluate(model, data, spec, state, on_eval)
+        _evaluate(net, data, spec, state, on_eval)
     return state
+
+
+def _time_is_up(spec: TrainSpec, state: TrainState, device: torch.device, distributed: bool) -> bool:
+    """Whether the fair-clock budget is spent; under DDP rank 0's clock decides for all (one broadcast)."""
+    up = state.setup_s + state.train_s >= spec.max_time_s
+    if distributed:
+        flag = torch.tensor([float(up)], device=device)
+        dist.broadcast(flag, src=0)
+        up = bool(flag.item())
+    return up
 
 
 def _checkpoint_due(spec: TrainSpec, state: TrainState) -> bool:
