@@ -31,7 +31,7 @@ def _generator(seed: int) -> torch.Generator:
 
 def _categorical_embedding(x_cat: torch.Tensor, cardinalities: list[int], embed_dim: int, seed: int) -> torch.Tensor:
     g = _generator(seed + 101)
-    tables = [torch.randn(c, embed_dim, generator=g) for c in cardinalities]
+    tables = [torch.randn(c, embed_dim, generator=g).to(x_cat.device) for c in cardinalities]  # drawn on the CPU
     return torch.cat([t[x_cat[:, f]] for f, t in enumerate(tables)], dim=1) if tables else x_cat.new_zeros(len(x_cat), 0).float()
 
 
@@ -63,7 +63,7 @@ def hash_keys(
     keys = torch.cat(parts, dim=1)
     keys = keys - keys.mean(0, keepdim=True)  # center: angles then mean something for SRP
     if input == "projection":
-        proj = torch.randn(keys.shape[1], proj_dim, generator=_generator(seed + 202)) / proj_dim**0.5
+        proj = (torch.randn(keys.shape[1], proj_dim, generator=_generator(seed + 202)) / proj_dim**0.5).to(keys.device)
         keys = keys @ proj
     elif input != "raw":
         raise ValueError(f"input must be 'raw' or 'projection', got {input!r}")

@@ -210,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     out_path = args.out or ROOT / "results" / f"bench_scale_{device.type}.json"
     t_start, load_start = time.perf_counter(), os.getloadavg()[0]
     if device.type == "cuda":
+        torch.zeros(1, device=device)  # create the context first: resetting stats before it fails on torch 2.11
         torch.cuda.reset_peak_memory_stats(device)
 
     sk = NWSketch(SRPHash(dim=args.dim, rows=L, bits=args.bits, seed=args.seed, device=device), width=W)
