@@ -41,8 +41,12 @@ def mix_probabilities(scores: torch.Tensor, mix: float) -> torch.Tensor:
 
 
 def draw_categorical(q: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
-    """Return n iid draws (LongTensor [n]) from the categorical distribution q (non-negative, sum > 0)."""
-    if q.numel() <= MULTINOMIAL_MAX_CATEGORIES:
+    """Return n iid draws (LongTensor [n]) from the categorical distribution q (non-negative, sum > 0).
+
+    CPU: torch.multinomial up to its 2^24 categories. CUDA: always the inverse CDF, measured 48x faster than
+    torch.multinomial at 10^7 categories on an H200 (0.14 vs 6.8 ms for 512 draws; docs/SCALE.md).
+    """
+    if q.device.type == "cpu" and q.numel() <= MULTINOMIAL_MAX_CATEGORIES:
         return torch.multinomial(q, n, replacement=True, generator=generator)
     return inverse_cdf_draw(q, n, generator)
 
