@@ -36,9 +36,11 @@ NUMERIC = ("seed", "target", "time_to_target_s", "final_metric", "best_metric", 
            "sampler_time_s", "sampler_overhead", "steps", "sketch_depth", "sketch_width", "sketch_bits",
            "sketch_bandwidth", "sketch_decay")
 TEXT = ("dataset", "model", "sampler", "target_metric", "device", "torch_version", "git_commit")
-SKETCH = ("sketch_family", "sketch_depth", "sketch_width", "sketch_bits", "sketch_bandwidth", "sketch_decay")
+SKETCH = ("sketch_family", "sketch_depth", "sketch_width", "sketch_bits", "sketch_bandwidth", "sketch_decay",
+          "sampler_mix", "sampler_pool_size", "sampler_refresh_every")  # NWS settings that split a table line
 SHORT = {"sketch_family": "", "sketch_depth": "d=", "sketch_width": "w=", "sketch_bits": "bits=",
-         "sketch_bandwidth": "bw=", "sketch_decay": "decay="}
+         "sketch_bandwidth": "bw=", "sketch_decay": "decay=", "sampler_mix": "mix=", "sampler_pool_size": "pool=",
+         "sampler_refresh_every": "refresh="}
 SKETCH_SAMPLERS = ("nws",)
 TARGET_KEY = ["dataset", "model", "target_metric", "target"]
 KEY = TARGET_KEY + ["sampler", "sketch"]
@@ -71,10 +73,16 @@ def frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     df.loc[~nws, list(SKETCH)] = np.nan  # other samplers carry no sketch, whatever their config said
     df["sketch_family"] = df.sketch_family.where(df.sketch_family.notna(), "").astype(str)
     varying = [c for c in SKETCH if df.loc[nws, c].nunique(dropna=False) > 1]
-    df["sketch"] = [" ".join(f"{SHORT[c]}{_g(r[c])}" for c in varying) if n else ""
+    df["sketch"] = [" ".join(f"{SHORT[c]}{_label_value(c, r[c])}" for c in varying) if n else ""
                     for n, (_, r) in zip(nws, df.iterrows())]
     df["label"] = (df.sampler + " " + df.sketch).str.strip()
     return df
+
+
+def _label_value(column: str, v: Any) -> str:
+    if column == "sampler_pool_size" and (v is None or (isinstance(v, float) and math.isnan(v))):
+        return "all"  # null pool: every row is estimated
+    return _g(v)
 
 
 def _g(v: Any) -> str:
@@ -93,7 +101,7 @@ def _stats(g: pd.DataFrame) -> dict[str, Any]:
         "ttt_max": t.max() if len(t) else nan, "reached": int(np.isfinite(t).sum()), "ttt_known": len(t),
         "overhead_pct": 100 * g.sampler_overhead.mean(), "train_time_mean": g.train_time_s.mean(),
         "steps_mean": g.steps.mean(),
-        **{c: ", ".join(sorted(set(g[c]))) for c in ("device", "torch_version", "git_commit")},
+        **{c: "; ".join(sorted(set(g[c]))) for c in ("device", "torch_version", "git_commit")},
     }
 
 
@@ -142,7 +150,7 @@ def markdown_table(df: pd.DataFrame) -> str:
     if not df.sketch.astype(bool).any():
         cells = cells.drop(columns="sketch")
     cells = cells.rename(columns={"ratio": f"median vs {df.attrs.get('baseline', 'uniform')}"})
-    prov = [f"- {name}: " + ", ".join(sorted({v for s in df[c] for v in s.split(", ")}))
+    prov = [f"- {name}: " + "; ".join(sorted({v for s in df[c] for v in s.split("; ")}))
             for name, c in (("device", "device"), ("torch", "torch_version"), ("git commit", "git_commit"))]
     lines = ["| " + " | ".join(cells.columns) + " |", "|" + "---|" * len(cells.columns)]
     lines += ["| " + " | ".join(str(v).replace("|", r"\|") for v in row) + " |"
@@ -244,6 +252,8 @@ def plot_fidelity(path: Path, out: Path) -> tuple[str | None, str]:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         return None, f"{path}: unreadable ({e}); skipped"
+    if isinstance(data, dict) and isinstance(data.get("rows"), list):  # scripts/sketch_fidelity.py's layout
+        data = data["rows"]
     err = next((k for k in ERROR_KEYS if isinstance(data, list) and data and all(
         isinstance(d, dict) and {"width", "depth", k} <= d.keys() for d in data)), None)
     if err is None:

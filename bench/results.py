@@ -10,6 +10,7 @@ checkpoint exists. Rows live at `<results_dir>/runs/<run_id>.json`; `bench.repor
 Row fields (all JSON; `null` for "never", e.g. a target not reached):
     run_id, status ("done"), timestamp, dataset, model, sampler, seed, task,
     sketch_family, sketch_depth, sketch_width, sketch_bits, sketch_bandwidth, sketch_decay,
+    sampler_mix, sampler_pool_size, sampler_refresh_every (null where the sampler has no such key),
     target_metric ("accuracy" | "auc" | "logloss" | "mse"), target, higher_is_better,
     reached_target, time_to_target_s, steps_to_target, final_metric, best_metric, final_loss,
     train_time_s (the fair clock), eval_time_s, sampler_time_s, sampler_overhead (sampler_time / train_time),

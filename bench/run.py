@@ -18,8 +18,6 @@ import functools
 import logging
 import math
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,6 +38,7 @@ from .distributed import DistEnv, barrier, broadcast_object, cleanup, init_distr
 from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, remove_checkpoint, save_checkpoint  # noqa: E402
 from .config import METRICS, ConfigError, composition_error, register_configs, validate, validate_against_data  # noqa: E402
 from .logger import RunLogger  # noqa: E402
+from .provenance import device_name, git_commit  # noqa: E402
 from .results import read_rows, row_path, run_id, write_row  # noqa: E402
 from .sampling import build_sampler  # noqa: E402
 from .train import TrainSpec, TrainState, final_metric, train  # noqa: E402
@@ -50,18 +49,8 @@ register_configs()
 REPO = Path(__file__).resolve().parent.parent
 
 
-def git_commit() -> str:
-    """Return the repository's HEAD commit (with '+dirty' when the tree has changes), or 'unknown'."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True, timeout=5)
-        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if head.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def output_dir() -> Path:
@@ -247,6 +236,7 @@ def result_row(cfg: DictConfig, rid: str, data: Any, state: TrainState, sampler:
         "dataset": cfg.dataset.name, "model": cfg.model._target_.rsplit(".", 1)[-1], "sampler": cfg.sampler.name,
         "seed": cfg.seed, "task": data.task,
         **{f"sketch_{k}": cfg.sketch[k] for k in ("family", "depth", "width", "bits", "bandwidth", "decay")},
+        **{f"sampler_{k}": cfg.sampler.get(k) for k in ("mix", "pool_size", "refresh_every")},
         "target_metric": cfg.trainer.target_metric, "target": cfg.trainer.target,
         "higher_is_better": METRICS[cfg.trainer.target_metric],
         "reached_target": state.time_to_target_s is not None, "time_to_target_s": state.time_to_target_s,
@@ -256,7 +246,8 @@ def result_row(cfg: DictConfig, rid: str, data: Any, state: TrainState, sampler:
         "sampler_overhead": (state.sampler_s + state.setup_s) / clock if clock > 0 else None,
         "steps": state.step, "epochs": state.epoch, "stopped_by_time": state.stopped_by_time,
         "skipped_nonfinite": int(getattr(sampler, "skipped_nonfinite", 0)), "skipped_steps": state.skipped_steps,
-        "device": device_name(device), "torch_version": torch.__version__, "git_commit": git_commit(),
+        "device": device_name(device) + ("" if device.type == "cuda" else f", {torch.get_num_threads()} threads"),
+        "torch_version": torch.__version__, "git_commit": git_commit(),
         "config_hash": rid, "overrides": overrides, "curve": state.curve,
     }
 

@@ -41,7 +41,6 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -49,9 +48,11 @@ from typing import Callable, Sequence
 
 import torch
 
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: make the `sketch` package importable
     sys.path.insert(0, str(ROOT))
+from bench.provenance import device_name, git_commit  # noqa: E402
 
 from sketch import NWSketch, SRPHash  # noqa: E402
 from sketch.samplers import NWSSampler  # noqa: E402
@@ -80,27 +81,8 @@ def summary(times: list[float]) -> dict[str, float]:
     return {"ms": 1e3 * statistics.median(times), "ms_min": 1e3 * min(times), "ms_mean": 1e3 * statistics.fmean(times)}
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                               text=True).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def peak_rss_mb() -> float:

@@ -33,18 +33,19 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
+
 import torch.nn as nn
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: make the `sketch` package importable
     sys.path.insert(0, str(ROOT))
+from bench.provenance import device_name, git_commit  # noqa: E402
 
 from sketch import NWSketch, PStableHash, SRPHash  # noqa: E402
 
@@ -162,27 +163,8 @@ def bench_draw(estimates: torch.Tensor, sync, repeats: int, seed: int) -> list[f
     return timed(lambda: torch.multinomial(p, BATCH, replacement=True, generator=g), repeats=repeats, warmup=3, sync=sync)
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                               text=True).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def markdown(result: dict) -> str:

@@ -6,7 +6,7 @@
 #   scripts/reproduce.sh --device cuda --launcher local_parallel   # on a GPU host
 #
 # Runs every sampler x dataset x 3 seeds (conf/sweep/paper.yaml, one experiment at a time so each keeps
-# its own budget), the NWS sketch grid (conf/sweep/sketch_grid.yaml), the sketch fidelity script, then
+# its own budget), the NWS sketch grid (conf/sweep/sketch_grid.yaml), the NWS cost-lever sweep (conf/sweep/nws_variants.yaml), the sketch fidelity script, then
 # `python -m bench.report`, and writes the table into docs/RESULTS.md between its cpu/gpu markers
 # (--no-docs leaves docs/RESULTS.md alone). Finished jobs are skipped on a re-run (results are keyed by
 # config hash), so an interrupted reproduction continues where it stopped.
@@ -62,7 +62,7 @@ fi
 
 echo "== sweep: NWS cost levers (full re-estimation, pool, refresh) on MovieLens-100k"
 # shellcheck disable=SC2086
-"$PY" -m bench.run -m sweep=nws_variants experiment=ml100k_ctr $(quick_overrides ml100k_ctr) $common hydra.sweep.dir="$OUT/sweeps/nws_variants"
+"$PY" -m bench.run -m sweep=nws_variants experiment=ml100k_ctr $([ "$QUICK" = 1 ] && quick_overrides ml100k_ctr) $common hydra.sweep.dir="$OUT/sweeps/nws_variants"
 
 echo "== sketch fidelity (error vs depth and width)"
 "$PY" scripts/sketch_fidelity.py $([ "$QUICK" = 1 ] && echo --quick) --out-dir "$OUT"

@@ -25,16 +25,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: make the `sketch` package importable
     sys.path.insert(0, str(ROOT))
+from bench.provenance import git_commit  # noqa: E402
 
 from sketch import NWSketch, PStableHash, SRPHash, nadaraya_watson  # noqa: E402
 
@@ -186,14 +187,6 @@ def plot(rows: list[dict], path: Path, fixed_width: int, fixed_depth: int, title
     plt.close(fig)
 
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                               text=True).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:

@@ -35,3 +35,15 @@ def compose(tmp_path: Path) -> Callable:
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one torch thread, restored afterwards. Tiny tensor ops gain nothing from a second thread,
+    and on a shared 2-core machine multi-threaded ops stall on a descheduled worker (tests got 10-60x slower)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -28,13 +28,7 @@ from sketch.samplers import HistorySampler, NWSSampler
 from test_run import tiny
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread, and a busy machine makes two spin against each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensor ops: see conftest.one_thread
 
 
 # -- non-finite losses -----------------------------------------------------------------------------------

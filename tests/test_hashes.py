@@ -20,14 +20,7 @@ FAMILIES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These tests run tiny tensor ops: one thread is as fast, and it keeps them fast when other processes share
-    # the CPUs (multi-threaded ops stall on a descheduled worker). The thread count is restored afterwards.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensor ops: see conftest.one_thread
 
 
 def _points(n: int = 50, seed: int = 0, dim: int = DIM) -> torch.Tensor:

@@ -33,13 +33,7 @@ from bench.results import read_rows, row_path, run_id
 from test_run import TINY, tiny
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread, and a busy machine makes two spin against each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensor ops: see conftest.one_thread
 
 
 class Killed(BaseException):

@@ -43,14 +43,7 @@ def _problem(n: int = N, seed: int = 0, noise: float = 1.0) -> tuple[torch.Tenso
 FEATURES, LOSSES = _problem()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The tensors here are tiny: intra-op threads only add OpenMP wake-up costs, which balloon (10-50x)
-    # when another process holds the other core. Restored after each test.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensor ops: see conftest.one_thread
 
 
 def make(name: str, n: int = N, batch_size: int = 10, **kw: Any) -> FeedbackSampler:

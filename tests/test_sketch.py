@@ -22,14 +22,7 @@ DIM = 6
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These tests run tiny tensor ops: one thread is as fast, and it keeps them fast when other processes share
-    # the CPUs (multi-threaded ops stall on a descheduled worker). The thread count is restored afterwards.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensor ops: see conftest.one_thread
 
 
 def _data(n: int, seed: int = 0, dim: int = DIM) -> tuple[torch.Tensor, torch.Tensor]:
