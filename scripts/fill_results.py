@@ -3,11 +3,14 @@
     python scripts/fill_results.py results/reproduce-quick/report/report.md docs/RESULTS.md --section cpu-quick
 
 The target file holds `<!-- table:SECTION:start -->` and `<!-- table:SECTION:end -->`; everything between them
-is replaced (markers are appended at the end of the file when missing). The write is atomic.
+is replaced (markers are appended at the end of the file when missing). The write is atomic. Plots the report
+links to are copied to `<target's folder>/SECTION/` and the links rewritten to point there.
 """
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -25,6 +28,19 @@ def filled(document: str, section: str, table: str) -> str:
     return f"{head}{start}\n{table.strip()}\n{end}{tail}"
 
 
+def with_local_plots(report: Path, target: Path, section: str) -> str:
+    """Return the report's text with each linked PNG copied beside `target` (in `section/`) and relinked."""
+    plots = target.parent / section
+    def relink(m: re.Match) -> str:
+        src = report.parent / m.group(2)
+        if not src.is_file():
+            return m.group(0)
+        plots.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, plots / src.name)
+        return f"![{m.group(1)}]({section}/{src.name})"
+    return re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", relink, report.read_text())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("report", type=Path, help="report.md written by python -m bench.report")
@@ -34,7 +50,7 @@ def main() -> None:
     if not a.report.is_file():
         sys.exit(f"fill_results.py: error: no report at {a.report}")
     doc = a.target.read_text() if a.target.is_file() else "# Results\n"
-    atomic_write_text(a.target, filled(doc, a.section, a.report.read_text()))
+    atomic_write_text(a.target, filled(doc, a.section, with_local_plots(a.report, a.target, a.section)))
     print(f"filled section {a.section} of {a.target} from {a.report}")
 
 
