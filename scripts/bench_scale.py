@@ -17,7 +17,8 @@ buckets with no second-level hash; the p-stable family adds one modular hash per
               NWSSampler does) and by `index_select` (on a shared 2-thread CPU at N = 1e7 the first one
               runs a parallel loop that waits for a descheduled thread: 4-8 ms instead of microseconds);
   (d) sample  q = mix_probabilities(estimates) over N, then `draw_categorical(q, 512)`: what the sampler runs
-              (torch.multinomial up to 2**24 categories, else an inverse CDF, timed too for comparison);
+              (CPU: torch.multinomial up to 2**24 categories, else an inverse CDF; CUDA: always the inverse
+              CDF; the inverse CDF is timed too for comparison);
   comm        with --comm: all_reduce of the table-sized delta and all_gather of one rank's 512 (index, loss)
               pairs between 2 CPU processes (gloo over loopback): the per-step collectives of sketch.distributed;
   (e) sampler one NWSSampler step (next batch + weights + update, batch 512) with full re-estimation every
@@ -229,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     q = mix_probabilities(est, 0.1)
     dg = torch.Generator(device=device).manual_seed(args.seed + 3)
     r["draw_512"] = summary(timed(lambda: draw_categorical(q, 512, dg), repeats=repeats * 4, warmup=1, sync=sync))
-    r["draw_512"]["method"] = "multinomial" if n <= MULTINOMIAL_MAX_CATEGORIES else "inverse_cdf"
+    r["draw_512"]["method"] = "multinomial" if device.type == "cpu" and n <= MULTINOMIAL_MAX_CATEGORIES else "inverse_cdf"
     r["inverse_cdf_512"] = summary(timed(lambda: inverse_cdf_draw(q, 512, dg), repeats=repeats * 4, warmup=1, sync=sync))
     del q, est
     print(f"draw 512: {r['draw_512']['ms']:.2f} ms ({r['draw_512']['method']})", flush=True)
