@@ -12,10 +12,11 @@ evaluation, logging and checkpointing happen between steps, outside both.
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import torch
 
-__all__ = ["Stopwatch", "synchronize"]
+__all__ = ["Stopwatch", "synchronize", "timed"]
 
 
 def synchronize(device: torch.device) -> None:
@@ -54,3 +55,18 @@ class Stopwatch:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def timed(fn: Callable[[], object], *, repeats: int, warmup: int, sync: Callable[[], None]) -> list[float]:
+    """Run `fn` `warmup` times, then time `repeats` calls (seconds each), calling `sync` (e.g. a CUDA
+    synchronize) after each so queued device work is counted. For benchmarks (scripts/bench_*.py)."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return times

@@ -54,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: make the `sketch` package importable
     sys.path.insert(0, str(ROOT))
 from bench.provenance import device_name, git_commit  # noqa: E402
+from bench.timing import timed  # noqa: E402
 
 from sketch import NWSketch, SRPHash  # noqa: E402
 from sketch.samplers import NWSSampler  # noqa: E402
@@ -64,18 +65,6 @@ FILL_CHUNK = 1 << 18  # items per update when filling the table before estimatin
 MB = 2**20
 
 
-def timed(fn: Callable[[], object], *, repeats: int, warmup: int, sync: Callable[[], None]) -> list[float]:
-    """Run `fn` `warmup` times, then time `repeats` calls (seconds each), synchronizing around each."""
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 def summary(times: list[float]) -> dict[str, float]:

@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: make the `sketch` package importable
     sys.path.insert(0, str(ROOT))
 from bench.provenance import device_name, git_commit  # noqa: E402
+from bench.timing import timed  # noqa: E402
 
 from sketch import NWSketch, PStableHash, SRPHash  # noqa: E402
 
@@ -54,18 +55,6 @@ HASH_CHUNK = 1 << 15  # inputs hashed per call when hashing all N (bounds the [c
 MB = 2**20
 
 
-def timed(fn: Callable[[], object], *, repeats: int, warmup: int, sync: Callable[[], None]) -> list[float]:
-    """Run `fn` `warmup` times, then time `repeats` calls (seconds each), synchronizing around each."""
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 def make_sync(device: torch.device) -> Callable[[], None]:
