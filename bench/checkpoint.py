@@ -13,12 +13,12 @@ A file that cannot be read raises `CheckpointError` before anything is restored.
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
+from .results import atomic_write
 from .train import TrainState
 
 __all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_path", "remove_checkpoint", "CheckpointError"]
@@ -46,17 +46,7 @@ def save_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: Any, sched
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(blob, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save(blob, f))
 
 
 def remove_checkpoint(path: Path) -> None:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
 from sketch import NWSketch, make_hash
+from .results import atomic_write
 
 __all__ = ["hash_keys", "build_sketch", "cached_slots"]
 
@@ -115,8 +115,5 @@ def cached_slots(
     slots = torch.cat([sketch.slots(keys[i : i + chunk].to(sketch.device)).to(torch.int32)
                        for i in range(0, len(keys), chunk)])
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # parallel jobs never share a temp file
-        torch.save(slots.cpu(), tmp)
-        tmp.replace(path)
+        atomic_write(path, lambda f: torch.save(slots.cpu(), f))
     return slots

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["per_sample_loss", "evaluate", "roc_auc", "is_better"]
+__all__ = ["per_sample_loss", "predict_logits", "evaluate", "roc_auc", "is_better"]
 
 _HIGHER_IS_BETTER = {"accuracy": True, "auc": True, "logloss": False, "mse": False, "loss": False}
 
@@ -46,7 +46,8 @@ def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def _predict(model: torch.nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
+def predict_logits(model: torch.nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
+    """Return the float logits of `model` on all rows, `batch` rows at a time, without gradients."""
     outs = []
     for i in range(0, x_num.shape[0], batch):
         outs.append(model(x_num[i : i + batch].to(device), x_cat[i : i + batch].to(device)).float())
@@ -66,7 +67,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    logits = _predict(model, x_num, x_cat, batch, device)
+    logits = predict_logits(model, x_num, x_cat, batch, device)
     model.train(was_training)
     y = y.to(device)
     loss = float(per_sample_loss(logits, y, task).mean())

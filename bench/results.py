@@ -25,11 +25,10 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, BinaryIO, Callable, Iterable
 
-__all__ = ["run_id", "write_row", "read_rows", "row_path", "atomic_write_text", "IGNORED_KEYS"]
+__all__ = ["run_id", "write_row", "read_rows", "row_path", "atomic_write", "atomic_write_text", "IGNORED_KEYS"]
 
 # Config keys (dotted for nested ones) that say where things are or go, not what is computed: left out of
 # the run identity, so a sweep re-run with another data cache ($NWS_DATA, $HOME) or results folder finds its rows.
@@ -61,20 +60,29 @@ def row_path(results_dir: str | Path, rid: str) -> Path:
     return Path(results_dir) / "runs" / f"{rid}.json"
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write `text` to `path` so that readers see the old file or the whole new one, never a part."""
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write a file so that readers see the old one or the whole new one, never a part.
+
+    `write(f)` fills a temp file `<stem>.<pid>.tmp` beside `path` (parallel writers never share one), which is
+    fsynced and renamed over `path`; on any failure the temp file is removed and the error propagates.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """`atomic_write` of a text file (UTF-8)."""
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def _jsonable(value: Any) -> Any:

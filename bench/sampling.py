@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .distributed import main_first
 from .features import build_sketch, cached_slots, hash_keys
-from .metrics import per_sample_loss
+from .metrics import per_sample_loss, predict_logits
 from .timing import Stopwatch
 
 __all__ = ["build_sampler", "proxy_scores", "loss_scorer"]
@@ -33,15 +33,6 @@ def _factory(sampler_cfg: DictConfig) -> Callable[..., Any]:
     return instantiate(kept)
 
 
-@torch.no_grad()
-def _all_losses(model: torch.nn.Module, data: Any, task: str, batch: int = 4096) -> torch.Tensor:
-    out = []
-    for i in range(0, data.num_train, batch):
-        sl = slice(i, i + batch)
-        out.append(per_sample_loss(model(data.x_num_train[sl], data.x_cat_train[sl]), data.y_train[sl], task))
-    return torch.cat(out)
-
-
 def proxy_scores(model: torch.nn.Module, data: Any, task: str, steps: int, batch_size: int, seed: int, lr: float = 1e-3) -> torch.Tensor:
     """Return static scores: per-sample losses of a copy of `model` after `steps` uniform Adam steps."""
     proxy = copy.deepcopy(model)
@@ -53,7 +44,8 @@ def proxy_scores(model: torch.nn.Module, data: Any, task: str, steps: int, batch
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return _all_losses(proxy, data, task)
+    logits = predict_logits(proxy, data.x_num_train, data.x_cat_train, 4096, data.y_train.device)
+    return per_sample_loss(logits, data.y_train, task)
 
 
 def loss_scorer(model: torch.nn.Module, data: Any, task: str) -> Callable[[torch.Tensor], torch.Tensor]:

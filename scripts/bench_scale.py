@@ -45,7 +45,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 
@@ -54,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: make the `sketch` package importable
     sys.path.insert(0, str(ROOT))
 from bench.provenance import device_name, git_commit  # noqa: E402
+from bench.results import atomic_write_text  # noqa: E402
 from bench.timing import timed  # noqa: E402
 
 from sketch import NWSketch, SRPHash  # noqa: E402
@@ -254,10 +255,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         **r,
         "wall_s": time.perf_counter() - t_start, "loadavg_start": load_start, "loadavg_end": os.getloadavg()[0],
     }
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, out_path)
+    atomic_write_text(out_path, json.dumps(result, indent=1))
     print()
     print(markdown(result))
     print(f"\nwrote {out_path} ({result['wall_s']:.0f} s)")

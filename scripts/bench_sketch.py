@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: make the `sketch` package importable
     sys.path.insert(0, str(ROOT))
 from bench.provenance import device_name, git_commit  # noqa: E402
+from bench.results import atomic_write_text  # noqa: E402
 from bench.timing import timed  # noqa: E402
 
 from sketch import NWSketch, PStableHash, SRPHash  # noqa: E402
@@ -269,10 +270,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         # multi-threaded ops such as index_add_ on >= 32K indices); compare runs only at similar load.
         "loadavg_start": load_start[0], "loadavg_end": os.getloadavg()[0],
     }
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, out_path)
+    atomic_write_text(out_path, json.dumps(result, indent=1))
     print()
     print(markdown(result))
     print(f"\nwrote {out_path} ({result['wall_s']:.0f} s)")
