@@ -6,11 +6,15 @@ bad input fails at once with a `ValueError`/`TypeError` naming the argument, the
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import torch
 
 __all__ = [
+    "Check",
+    "check_options",
+    "optional",
+    "one_of",
     "check_positive_int",
     "check_positive_float",
     "check_fraction",
@@ -80,3 +84,32 @@ def check_same_device(name: str, value: torch.Tensor, device: torch.device) -> t
     if value.device != device:
         raise ValueError(f"{name} is on {value.device} but the sketch lives on {device}; move it with .to({str(device)!r})")
     return value
+
+
+Check = Callable[[str, Any], Any]  # (name, value) -> the value, normalized; raises naming `name`
+
+
+def optional(check: Check) -> Check:
+    """Return a check that lets None through and applies `check` to anything else."""
+
+    def checked(name: str, value: Any) -> Any:
+        return None if value is None else check(name, value)
+
+    return checked
+
+
+def one_of(*choices: Any) -> Check:
+    """Return a check that accepts exactly one of `choices`."""
+
+    def checked(name: str, value: Any) -> Any:
+        if isinstance(value, bool) or value not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+        return value
+
+    return checked
+
+
+def check_options(checks: Mapping[str, Check], options: Mapping[str, Any]) -> dict[str, Any]:
+    """Return `options` with each value passed through its check in `checks` (names without a check pass
+    unchanged); the first bad value raises the check's ValueError/TypeError, which names the option."""
+    return {name: checks[name](name, value) if name in checks else value for name, value in options.items()}

@@ -19,12 +19,12 @@ from __future__ import annotations
 import math
 import warnings
 from collections import deque
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar, Iterator, Mapping
 
 import torch
 from torch.utils.data import Sampler
 
-from .._checks import check_positive_int, check_tensor
+from .._checks import Check, check_options, check_positive_int, check_tensor
 
 __all__ = ["FeedbackSampler", "epoch_seed", "resolve_device"]
 
@@ -89,6 +89,16 @@ class FeedbackSampler(Sampler[torch.Tensor]):
 
     cost: ClassVar[str] = "abstract"
     remembered_batches: ClassVar[int] = 16  # how many recent batches `weights` can answer for
+    # The sampler's own keyword options (what a config file may set), each with the one check that decides its
+    # allowed values. The constructor applies these checks; `check_options` applies them without building.
+    option_checks: ClassVar[Mapping[str, Check]] = {}
+
+    @classmethod
+    def check_options(cls, **options: Any) -> dict[str, Any]:
+        """Return `options` checked and normalized by the checks the constructor applies (names that are not
+        options pass unchanged); the first bad value raises a ValueError/TypeError whose message starts with
+        its name. Lets a harness validate a whole sweep of settings before building anything."""
+        return check_options(cls.option_checks, options)
 
     def __init__(
         self,

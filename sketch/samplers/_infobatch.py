@@ -24,6 +24,7 @@ pass a smaller `steps_per_epoch`. No monkeypatching, no global RNG, the loss ten
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -46,6 +47,7 @@ class InfoBatchSampler(FeedbackSampler):
         delta: fraction in [0, 1] of the epochs that may prune.
     """
 
+    option_checks = {"prune_ratio": functools.partial(check_fraction, high_open=True), "delta": check_fraction}
     cost = "O(N) threshold + prune draw and one randperm of the kept set per epoch; one scatter of B losses per step"
 
     def __init__(
@@ -60,8 +62,8 @@ class InfoBatchSampler(FeedbackSampler):
     ) -> None:
         super().__init__(num_samples, batch_size, **common)
         self.num_epochs = check_positive_int("num_epochs", num_epochs)
-        self.prune_ratio = check_fraction("prune_ratio", prune_ratio, high_open=True)
-        self.delta = check_fraction("delta", delta)
+        options = self.check_options(prune_ratio=prune_ratio, delta=delta)
+        self.prune_ratio, self.delta = options["prune_ratio"], options["delta"]
         self.table = LossTable(self.num_samples, self.device)
         self.kept = self.num_samples  # |K| of the current epoch, for logging
         self._stream: PermutationStream | None = None

@@ -33,6 +33,15 @@ __all__ = ["LossSampler"]
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
 
+def check_pool_size(name: str, value: Any) -> int | str | None:
+    """Return `value` if it is "auto", None or an integer >= 1 (the upper bound N is checked on building)."""
+    if value == "auto" or value is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be 'auto', None or an integer in [1, num_samples], got {value!r}")
+    return value
+
+
 class LossSampler(ProportionalSampler):
     """Pool-based exact-loss importance sampling.
 
@@ -44,6 +53,7 @@ class LossSampler(ProportionalSampler):
         mix: uniform share of q (see `ProportionalSampler`).
     """
 
+    option_checks = {**ProportionalSampler.option_checks, "pool_size": check_pool_size}
     cost = "forward passes over a pool of M = pool_size samples (score_fn) + one multinomial draw over M"
 
     def __init__(
@@ -58,12 +68,10 @@ class LossSampler(ProportionalSampler):
     ) -> None:
         if not callable(score_fn):
             raise TypeError(f"score_fn must be a callable LongTensor [M] -> Tensor [M], got {type(score_fn).__name__}")
-        if pool_size == "auto":
+        if self.check_options(pool_size=pool_size)["pool_size"] == "auto":
             n = check_positive_int("num_samples", num_samples)
             b = check_positive_int("batch_size", batch_size) * check_positive_int("num_replicas", common.get("num_replicas", 1))
             pool_size = min(4 * b, n)
-        elif isinstance(pool_size, str):
-            raise ValueError(f"pool_size must be 'auto', None or an int in [1, num_samples], got {pool_size!r}")
         super().__init__(num_samples, batch_size, mix=mix, **common)
         self._configure_proposal(pool_size, refresh_every=1)
         self.score_fn = score_fn

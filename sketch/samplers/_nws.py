@@ -66,6 +66,7 @@ class NWSSampler(ProportionalSampler):
         and the shared arguments of `FeedbackSampler`.
     """
 
+    option_checks = {**ProportionalSampler.option_checks, **ProportionalSampler.proposal_checks}
     cost = (
         "one sketch estimate (embedding_bag gather of L slots) of N items, or of pool_size items, every "
         "refresh_every steps + one multinomial draw + one sketch update of B * num_replicas items"

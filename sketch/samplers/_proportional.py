@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .._checks import check_fraction, check_positive_int
+from .._checks import check_fraction, check_options, check_positive_int, optional
 from ._base import FeedbackSampler
 
 __all__ = ["ProportionalSampler", "mix_probabilities", "draw_categorical"]
@@ -76,9 +76,13 @@ class ProportionalSampler(FeedbackSampler):
             restarts with each epoch).
     """
 
+    option_checks = {"mix": check_fraction}
+    # the checks of `_configure_proposal`, for the subclasses that expose the proposal
+    proposal_checks = {"pool_size": optional(check_positive_int), "refresh_every": check_positive_int}
+
     def __init__(self, num_samples: int, batch_size: int, *, mix: float = 0.1, **common: Any) -> None:
         super().__init__(num_samples, batch_size, **common)
-        self.mix = check_fraction("mix", mix)
+        self.mix = self.check_options(mix=mix)["mix"]
         self.pool_size: int | None = None
         self.refresh_every = 1
         self._candidates: torch.Tensor | None = None  # cached proposal: candidates (None = all N) ...
@@ -86,12 +90,10 @@ class ProportionalSampler(FeedbackSampler):
 
     def _configure_proposal(self, pool_size: int | None, refresh_every: int) -> None:
         """Validate and set `pool_size` and `refresh_every` (for the subclasses that expose them)."""
-        if pool_size is not None:
-            check_positive_int("pool_size", pool_size)
-            if pool_size > self.num_samples:
-                raise ValueError(f"pool_size must be None or in [1, num_samples={self.num_samples}], got {pool_size}")
-        self.pool_size = pool_size
-        self.refresh_every = check_positive_int("refresh_every", refresh_every)
+        checked = check_options(self.proposal_checks, {"pool_size": pool_size, "refresh_every": refresh_every})
+        if pool_size is not None and pool_size > self.num_samples:
+            raise ValueError(f"pool_size must be None or in [1, num_samples={self.num_samples}], got {pool_size}")
+        self.pool_size, self.refresh_every = checked["pool_size"], checked["refresh_every"]
 
     def _scores(self, candidates: torch.Tensor | None) -> torch.Tensor:  # pragma: no cover - abstract
         """Return the non-negative scores of `candidates` ([M]), or of all N samples when None."""
