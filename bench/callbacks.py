@@ -7,38 +7,17 @@ end of the sweep.
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from .overrides import sweep_size
+
 log = logging.getLogger("bench.sweep")
 
-__all__ = ["SweepProgress", "sweep_size"]
-
-
-def sweep_size(overrides: list[str]) -> int:
-    """Return the number of jobs a list of command-line overrides expands to (comma-separated choices)."""
-    sizes = []
-    for o in overrides:
-        _, _, value = o.partition("=")
-        sizes.append(len(_split_top_level(value)) if "," in value else 1)
-    return max(1, math.prod(sizes))
-
-
-def _split_top_level(value: str) -> list[str]:
-    depth, parts, cur = 0, [], ""
-    for ch in value:
-        depth += ch in "[({"
-        depth -= ch in "])}"
-        if ch == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    return parts + [cur]
+__all__ = ["SweepProgress"]
 
 
 class SweepProgress(Callback):

@@ -19,11 +19,14 @@ from typing import Any, Optional, Sequence
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-__all__ = ["ConfigError", "register_configs", "validate", "composition_error", "SAMPLER_NAMES", "FAMILIES", "METRICS"]
+from .metrics import METRICS, metrics_for
+from .models import MODELS
+from .registry import SAMPLERS, config_error, sampler_schema
+from .schema import parameter, schema_from_signature
 
-SAMPLER_NAMES = ("uniform", "static", "loss", "history", "infobatch", "nws")
+__all__ = ["ConfigError", "register_configs", "validate", "composition_error", "FAMILIES"]
+
 FAMILIES = ("srp", "pstable")
-METRICS = {"accuracy": True, "auc": True, "logloss": False, "mse": False}  # name -> higher is better
 KEY_INPUTS = ("raw", "projection")
 DEVICES = ("auto", "cpu", "cuda")
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -42,7 +45,7 @@ class DatasetConfig:
     test_size: Optional[int] = None  # likewise for the test rows
     options: dict = field(default_factory=dict)  # dataset builder options (e.g. synthetic n, d; hub max_rows)
     metric: str = "accuracy"  # the dataset's natural target metric
-    target: float = 0.9  # the dataset's default time-to-target threshold
+    target: Optional[float] = None  # the dataset's default time-to-target threshold (null: none; reports use uniform's)
 
 
 @dataclass
@@ -50,30 +53,13 @@ class ModelConfig:
     _target_: str = MISSING  # a model class in bench.models taking input_shape, cardinalities, num_outputs
 
 
-@dataclass
-class MLPConfig(ModelConfig):
-    _target_: str = "bench.models.MLP"
-    hidden: list = field(default_factory=lambda: [512, 512])  # hidden layer widths
-    dropout: float = 0.0  # dropout after each hidden layer
-    embed_dim: int = 8  # width of each categorical field's embedding
+def _model_schema(cls: type) -> type:
+    """The schema of a bench.models class: its `_target_` and its `option_checks` with the constructor's defaults."""
+    params = {name: parameter(cls, name) for name in cls.option_checks}
+    return schema_from_signature(f"{cls.__name__}Config", params, ModelConfig, fixed={"_target_": f"bench.models.{cls.__name__}"})
 
 
-@dataclass
-class EmbeddingMLPConfig(ModelConfig):
-    _target_: str = "bench.models.EmbeddingMLP"
-    embed_dim: int = 16  # width of each field's embedding
-    hidden: list = field(default_factory=lambda: [800, 800, 800, 800])  # hidden layer widths
-    dropout: float = 0.0  # dropout after each hidden layer
-
-
-@dataclass
-class TimmNetConfig(ModelConfig):
-    _target_: str = "bench.models.TimmNet"
-    name: str = "test_resnet"  # a timm.list_models() name
-    pretrained: bool = False  # true needs a network to fetch weights
-
-
-MODEL_SCHEMAS = {"mlp": MLPConfig, "embedding_mlp": EmbeddingMLPConfig, "timm": TimmNetConfig}
+MODEL_SCHEMAS = {name: _model_schema(cls) for name, cls in MODELS.items()}
 
 
 @dataclass
@@ -98,65 +84,10 @@ class SketchConfig:
 
 @dataclass
 class SamplerConfig:
-    _target_: str = MISSING  # sampler class (or factory) in sketch.samplers
-    _partial_: bool = True  # the harness adds num_samples, batch_size, seed, device and runtime inputs
-    name: str = MISSING  # one of uniform, static, loss, history, infobatch, nws
+    """Base of the sampler schemas, which `bench.registry.sampler_schema` derives from each sampler's constructor
+    (its options, defaults and types) and setup function: `python -m bench.run sampler=NAME --cfg job` shows them."""
 
-
-@dataclass
-class UniformSamplerConfig(SamplerConfig):
-    _target_: str = "sketch.samplers.UniformSampler"
-    name: str = "uniform"
-
-
-@dataclass
-class StaticSamplerConfig(SamplerConfig):
-    _target_: str = "sketch.samplers.StaticSampler"
-    name: str = "static"
-    mix: float = 0.1  # uniform share of the sampling distribution (keeps every p_i > 0)
-    proxy_steps: int = 50  # uniform steps of a proxy copy of the model whose losses become the static scores
-
-
-@dataclass
-class LossSamplerConfig(SamplerConfig):
-    _target_: str = "sketch.samplers.LossSampler"
-    name: str = "loss"
-    mix: float = 0.1  # uniform share within the candidate pool
-    pool_size: Optional[int] = 2048  # candidates scored by a forward pass each step (null: all N)
-
-
-@dataclass
-class HistorySamplerConfig(SamplerConfig):
-    _target_: str = "sketch.samplers.HistorySampler"
-    name: str = "history"
-    mix: float = 0.1  # uniform share of the sampling distribution
-
-
-@dataclass
-class InfoBatchSamplerConfig(SamplerConfig):
-    _target_: str = "sketch.samplers.InfoBatchSampler"
-    name: str = "infobatch"
-    prune_ratio: float = 0.5  # share of the well-learned (below-mean loss) samples pruned each epoch
-    delta: float = 0.875  # share of the epochs that prune; the rest anneal on the full data
-
-
-@dataclass
-class NWSSamplerConfig(SamplerConfig):
-    _target_: str = "sketch.samplers.NWSSampler"
-    name: str = "nws"
-    mix: float = 0.1  # uniform share of the sampling distribution
-    pool_size: Optional[int] = None  # two-stage sampling: estimate a uniform pool of this many (null: all N)
-    refresh_every: int = 1  # re-estimate all N every this many steps (cached distribution in between)
-
-
-SAMPLER_SCHEMAS = {
-    "uniform": UniformSamplerConfig,
-    "static": StaticSamplerConfig,
-    "loss": LossSamplerConfig,
-    "history": HistorySamplerConfig,
-    "infobatch": InfoBatchSamplerConfig,
-    "nws": NWSSamplerConfig,
-}
+    name: str = MISSING  # the registry name (bench.registry.SAMPLERS), set by the schema of each sampler
 
 
 @dataclass
@@ -169,11 +100,11 @@ class OptimizerConfig:
 @dataclass
 class TrainerConfig:
     batch_size: int = 512  # samples per step
-    epochs: int = 2  # budget in epochs (steps per epoch = ceil(N / batch) for every sampler)
+    epochs: int = 3  # budget in epochs (steps per epoch = ceil(N / batch) for every sampler)
     max_time_s: Optional[float] = None  # budget in fair-clock seconds (None: no limit)
     evals_per_epoch: int = 4  # evaluations on the test split per epoch (excluded from the clock)
     target_metric: str = "${dataset.metric}"  # accuracy, auc, logloss or mse
-    target: float = "${dataset.target}"  # type: ignore[assignment]  # time-to-target threshold
+    target: Optional[float] = "${dataset.target}"  # type: ignore[assignment]  # time-to-target threshold (null: none)
     schedule: str = "constant"  # learning-rate schedule: constant, cosine or onecycle (per step)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     checkpoint_every_s: float = 60.0  # write a resumable checkpoint this often (fair-clock seconds; 0: never)
@@ -210,8 +141,8 @@ def register_configs() -> None:
     for name, schema in MODEL_SCHEMAS.items():
         cs.store(group="model", name=f"base_{name}", node=schema)
     cs.store(group="sketch", name="base_sketch", node=SketchConfig)
-    for name, schema in SAMPLER_SCHEMAS.items():
-        cs.store(group="sampler", name=f"base_{name}", node=schema)
+    for name, entry in SAMPLERS.items():
+        cs.store(group="sampler", name=f"base_{name}", node=sampler_schema(entry, SamplerConfig))
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
     cs.store(group="logger", name="base_logger", node=LoggerConfig)
     cs.store(group="paths", name="base_paths", node=PathsConfig)
@@ -269,17 +200,16 @@ def _known_keys(node: DictConfig, prefix: str) -> None:
 
 
 def _validate_model(cfg: DictConfig) -> None:
-    m = cfg.model
-    if "hidden" in m:
-        h = m.hidden
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in h):
-            _fail("model.hidden", list(h), "a list of integers >= 1 (empty: a linear model)")
-    if "dropout" in m:
-        d = m.dropout
-        if isinstance(d, bool) or not isinstance(d, (int, float)) or not (0 <= d < 1):
-            _fail("model.dropout", d, "a number in [0, 1)")
-    if "embed_dim" in m:
-        _int_at_least(cfg, "model.embed_dim", 1)
+    """A bench.models class's hyperparameters, checked by its own constructor checks (other targets check theirs
+    when built)."""
+    cls = next((c for c in MODELS.values() if cfg.model._target_ == f"bench.models.{c.__name__}"), None)
+    if cls is None:
+        return
+    options = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if not k.startswith("_")}
+    try:
+        cls.check_options(**options)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(config_error(exc, "model", options) or f"<model={cls.__name__}> is not allowed: {exc}") from None
 
 
 def validate(cfg: DictConfig) -> None:
@@ -290,7 +220,7 @@ def validate(cfg: DictConfig) -> None:
     _one_of(cfg, "device", DEVICES)
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
         _fail("seed", cfg.seed, "an integer >= 0")
-    _one_of(cfg, "sampler.name", SAMPLER_NAMES)
+    _one_of(cfg, "sampler.name", tuple(SAMPLERS))
     _one_of(cfg, "sketch.family", FAMILIES)
     for key in ("sketch.depth", "sketch.width", "sketch.bits", "sketch.key.proj_dim", "sketch.key.embed_dim"):
         _int_at_least(cfg, key, 1)
@@ -316,13 +246,7 @@ def validate(cfg: DictConfig) -> None:
         _fail("trainer.checkpoint_every_s", cp, "a number >= 0 (0: never)")
     _one_of(cfg, "trainer.schedule", SCHEDULES)
     _one_of(cfg, "trainer.target_metric", METRICS)
-    t = cfg.trainer.target
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
-        _fail("trainer.target", t, "a finite number")
-    if cfg.trainer.target_metric in ("accuracy", "auc") and not (0 <= t <= 1):
-        _fail("trainer.target", t, f"a number in [0, 1] for {cfg.trainer.target_metric}")
-    if cfg.trainer.target_metric in ("logloss", "mse") and t < 0:
-        _fail("trainer.target", t, f"a number >= 0 for {cfg.trainer.target_metric}")
+    _validate_target(cfg.trainer.target, METRICS[cfg.trainer.target_metric])
     for key in ("dataset.train_size", "dataset.test_size"):
         if _get(cfg, key) is not None:
             _int_at_least(cfg, key, 1)
@@ -332,33 +256,33 @@ def validate(cfg: DictConfig) -> None:
     _validate_sampler(cfg)
 
 
+def _validate_target(t: Any, metric: Any) -> None:
+    if t is None:
+        return
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
+        _fail("trainer.target", t, "a finite number or null")
+    if metric.bounded and not (0 <= t <= 1):
+        _fail("trainer.target", t, f"a number in [0, 1] for {metric.name}")
+    if not metric.bounded and t < 0:
+        _fail("trainer.target", t, f"a number >= 0 for {metric.name}")
+
+
 def _validate_sampler(cfg: DictConfig) -> None:
-    s = cfg.sampler
-    if "mix" in s:
-        m = s.mix
-        if isinstance(m, bool) or not isinstance(m, (int, float)) or not (0 < m <= 1):
-            _fail("sampler.mix", m, "a number in (0, 1] (the uniform floor that keeps every p_i > 0)")
-    for key in ("pool_size", "refresh_every"):
-        if key in s and s[key] is not None:
-            _int_at_least(cfg, f"sampler.{key}", 1)
-    if "proxy_steps" in s:
-        _int_at_least(cfg, "sampler.proxy_steps", 1)
-    if "prune_ratio" in s and not (0 <= s.prune_ratio < 1):
-        _fail("sampler.prune_ratio", s.prune_ratio, "a number in [0, 1)")
-    if "delta" in s and not (0 < s.delta <= 1):
-        _fail("sampler.delta", s.delta, "a number in (0, 1]")
+    """The sampler's options, checked by the sampler's own constructor checks (one owner per allowed range)."""
+    options = {k: v for k, v in OmegaConf.to_container(cfg.sampler, resolve=True).items() if k != "name"}
+    try:
+        SAMPLERS[cfg.sampler.name].check(options)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(config_error(exc, "sampler", options) or f"<sampler={cfg.sampler.name}> is not allowed: {exc}") from None
 
 
 def validate_against_data(cfg: DictConfig, num_train: int, task: str) -> None:
-    """Checks that need the dataset: batch size vs rows, metric vs task, pool size vs rows."""
+    """Checks that need the dataset: batch size vs rows, metric vs task (the sampler checks its own sizes when built)."""
     if cfg.trainer.batch_size > num_train:
         _fail("trainer.batch_size", cfg.trainer.batch_size, f"an integer in [1, {num_train}] (the training rows)")
-    allowed = {"binary": ("auc", "accuracy", "logloss"), "multiclass": ("accuracy", "logloss"), "regression": ("mse",)}[task]
+    allowed = metrics_for(task)
     if cfg.trainer.target_metric not in allowed:
         _fail("trainer.target_metric", cfg.trainer.target_metric, f"one of {', '.join(allowed)} for a {task} dataset")
-    pool = cfg.sampler.get("pool_size")
-    if pool is not None and not (cfg.trainer.batch_size <= pool <= num_train):
-        _fail("sampler.pool_size", pool, f"null or an integer in [{cfg.trainer.batch_size}, {num_train}]")
 
 
 # -- Hydra's composition errors, in one line ----------------------------------------------------------------

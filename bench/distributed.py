@@ -26,7 +26,8 @@ from typing import Any, Iterator
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistEnv", "init_distributed", "cleanup", "broadcast_object", "barrier", "is_distributed", "main_first"]
+__all__ = ["DistEnv", "init_distributed", "cleanup", "broadcast_object", "broadcast_tensor", "barrier", "is_distributed",
+           "main_first", "layout_fields"]
 
 
 @dataclass(frozen=True)
@@ -140,3 +141,22 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj if dist.get_rank() == src else None]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def broadcast_tensor(t: torch.Tensor, src: int = 0) -> torch.Tensor:
+    """Return `t` holding `src`'s values (bitwise) on every rank: in place, on its own device; `t` in one process."""
+    if is_distributed():
+        dist.broadcast(t, src=src)
+    return t
+
+
+def layout_fields(env: DistEnv, sampler: Any) -> dict[str, Any]:
+    """Result-row fields of the run's layout: world size and, for a data-parallel run whose sampler all-reduces
+    a sketch, whether the ranks' sketches stayed identical and the non-finite losses dropped on all ranks."""
+    from sketch.distributed import feedback_mode, sync_check
+
+    if not env.distributed or feedback_mode(sampler) != "reduce":
+        return {"world_size": env.world_size}
+    skipped = torch.tensor([float(sampler.skipped_nonfinite)], device=env.device)
+    dist.all_reduce(skipped)
+    return {"world_size": env.world_size, "skipped_nonfinite": int(skipped.item()), "sketch_in_sync": sync_check(sampler.sketch)}

@@ -6,7 +6,8 @@ projection (`input=projection`) and optionally with the label appended (`with_la
 change, so the sketch slots of all N samples are computed once and cached on disk, keyed by everything that
 determines them.
 
-    keys = hash_keys(data, input="raw", embed_dim=4, seed=0)          # float32 [N, d]
+    sketch, slots = sketch_and_slots(cfg_sketch, data, seed=0, device="cpu", cache_dir=root)   # what NWS needs
+    keys = hash_keys(x_num, x_cat, cardinalities, input="raw", embed_dim=4, seed=0)        # float32 [N, d]
     sketch = build_sketch(dim=keys.shape[1], family="srp", depth=16, width=1024, bits=4, seed=0)
     slots = cached_slots(sketch, keys, cache_dir, tag="movielens100k")  # int32 [N, L]
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from dataclasses import asdict
 from typing import Any, Optional
 
 import torch
@@ -22,7 +24,7 @@ import torch
 from sketch import NWSketch, make_hash
 from .results import atomic_write
 
-__all__ = ["hash_keys", "build_sketch", "cached_slots"]
+__all__ = ["hash_keys", "build_sketch", "cached_slots", "sketch_and_slots"]
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -117,3 +119,16 @@ def cached_slots(
     if path is not None:
         atomic_write(path, lambda f: torch.save(slots.cpu(), f))
     return slots
+
+
+def sketch_and_slots(spec: Any, data: Any, *, seed: int, device: torch.device | str, cache_dir: Optional[str]) -> tuple[NWSketch, torch.Tensor]:
+    """Return an empty sketch shaped by `spec` (the `sketch` config group as a plain object: family, depth,
+    width, bits, bandwidth, decay, key) and the int32 slots [N, L] of `data`'s training items on `device`."""
+    key = spec.key
+    keys = hash_keys(data.x_num_train, data.x_cat_train, data.cardinalities, input=key.input, proj_dim=key.proj_dim,
+                     embed_dim=key.embed_dim, with_label=key.with_label, label_scale=key.label_scale,
+                     y=data.y_train, task=data.task, num_classes=data.num_classes, seed=seed)
+    sketch = build_sketch(keys.shape[1], spec.family, spec.depth, spec.width, spec.bits, spec.bandwidth, spec.decay,
+                          seed=seed, device=device)
+    slots = cached_slots(sketch, keys, cache_dir, tag=data.name, extra={"key": asdict(key), "rows": data.num_train})
+    return sketch, slots.to(device)

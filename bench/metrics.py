@@ -1,17 +1,49 @@
-"""Per-sample losses and evaluation metrics for the three tasks (binary, multiclass, regression).
+"""Per-sample losses, evaluation metrics for the three tasks (binary, multiclass, regression), and the one
+table of metrics: which direction is better, how each is displayed, which tasks it applies to.
 
-    from bench.metrics import per_sample_loss, evaluate
+    from bench.metrics import METRICS, per_sample_loss, evaluate, reaches
     loss = per_sample_loss(logits, y, task)             # [b], reduction="none"
     scores = evaluate(model, x_num, x_cat, y, task)      # {"accuracy": .., "auc": .., "logloss": .., "loss": ..}
+    METRICS["auc"].higher_is_better; reaches("auc", 0.73, 0.72)
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["per_sample_loss", "predict_logits", "evaluate", "roc_auc", "is_better"]
+__all__ = ["Metric", "METRICS", "per_sample_loss", "predict_logits", "evaluate", "roc_auc", "reaches", "improves",
+           "metrics_for"]
 
-_HIGHER_IS_BETTER = {"accuracy": True, "auc": True, "logloss": False, "mse": False, "loss": False}
+
+@dataclass(frozen=True)
+class Metric:
+    """One evaluation metric: its name, direction, display name and the tasks it is computed for."""
+
+    name: str
+    higher_is_better: bool
+    display: str
+    tasks: tuple[str, ...]
+    bounded: bool = False  # lies in [0, 1]
+
+    @property
+    def op(self) -> str:
+        """The comparison that "reaches a target" means: >= or <=."""
+        return ">=" if self.higher_is_better else "<="
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in [
+    Metric("accuracy", True, "accuracy", ("binary", "multiclass"), bounded=True),
+    Metric("auc", True, "AUC", ("binary",), bounded=True),
+    Metric("logloss", False, "log loss", ("binary", "multiclass")),
+    Metric("mse", False, "MSE", ("regression",)),
+]}
+
+
+def metrics_for(task: str) -> tuple[str, ...]:
+    """Return the names of the metrics computed for `task`."""
+    return tuple(name for name, m in METRICS.items() if task in m.tasks)
 
 
 def per_sample_loss(logits: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
@@ -80,8 +112,16 @@ def evaluate(
     return {"loss": loss, "mse": loss}
 
 
-def is_better(metric: str, value: float, target: float) -> bool:
-    """Return whether `value` reaches `target` for `metric` (>= when higher is better, else <=)."""
-    if value != value:  # nan never reaches a target
+def reaches(metric: str, value: float | None, target: float | None) -> bool:
+    """Return whether `value` reaches `target` for `metric` (>= when higher is better, else <=); a missing or
+    NaN value never does, and neither does any value of a missing target."""
+    if value is None or target is None or value != value:
         return False
-    return value >= target if _HIGHER_IS_BETTER[metric] else value <= target
+    return value >= target if METRICS[metric].higher_is_better else value <= target
+
+
+def improves(metric: str, value: float, best: float | None) -> bool:
+    """Return whether `value` is strictly better than `best` (None: nothing yet) for `metric`; NaN never is."""
+    if value != value:
+        return False
+    return best is None or (value > best if METRICS[metric].higher_is_better else value < best)

@@ -28,6 +28,40 @@ def _positive_int(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+def _dropout(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def _layers(name: str, values) -> tuple[int, ...]:
+    return _int_tuple(name, values, 1)
+
+
+def _bool(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _text(name: str, value) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+class Configurable:
+    """Models whose hyperparameters a config may set declare them in `option_checks` (name -> check(name, value));
+    the constructor applies those checks and `check_options` applies them without building (before any data)."""
+
+    option_checks: dict = {}
+
+    @classmethod
+    def check_options(cls, **options) -> dict:
+        """Return `options` checked (names without a check pass unchanged); the first bad one raises ValueError."""
+        return {k: cls.option_checks[k](k, v) if k in cls.option_checks else v for k, v in options.items()}
+
+
 def _int_tuple(name: str, values, minimum: int) -> tuple[int, ...]:
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) and not hasattr(values, "__iter__"):
         raise ValueError(f"{name} must be a sequence of integers, got {values!r}")
@@ -65,7 +99,7 @@ class FeatureEncoder(nn.Module):
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
-class MLP(nn.Module):
+class MLP(Configurable, nn.Module):
     """Dense + embedded categorical inputs into `hidden` ReLU layers (optional dropout) and a linear head.
 
     `hidden=()` gives a linear model on the encoded inputs (a logistic/softmax regression baseline).
@@ -74,10 +108,8 @@ class MLP(nn.Module):
     def __init__(self, input_shape: Sequence[int], cardinalities: Sequence[int], num_outputs: int,
                  hidden: Sequence[int] = (512, 512), dropout: float = 0.0, embed_dim: int = 8) -> None:
         super().__init__()
-        hidden = _int_tuple("hidden", hidden, 1)
+        hidden, dropout, embed_dim = self.check_options(hidden=hidden, dropout=dropout, embed_dim=embed_dim).values()
         num_outputs = _positive_int("num_outputs", num_outputs)
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         self.encoder = FeatureEncoder(input_shape, cardinalities, embed_dim)
         layers: list[nn.Module] = []
         width = self.encoder.out_dim
@@ -88,6 +120,8 @@ class MLP(nn.Module):
             width = h
         layers.append(nn.Linear(width, num_outputs))
         self.net = nn.Sequential(*layers)
+
+    option_checks = {"hidden": _layers, "dropout": _dropout, "embed_dim": _positive_int}
 
     def forward(self, x_num: torch.Tensor | None, x_cat: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(self.encoder(x_num, x_cat))
@@ -102,7 +136,7 @@ class EmbeddingMLP(MLP):
                          embed_dim=embed_dim)
 
 
-class TimmNet(nn.Module):
+class TimmNet(Configurable, nn.Module):
     """A `timm` image classifier on `x_num` `[b, C, H, W]` (`x_cat` is ignored).
 
     `name` is any `timm.list_models()` entry; extra keyword arguments go to `timm.create_model` (e.g.
@@ -116,6 +150,7 @@ class TimmNet(nn.Module):
         super().__init__()
         import timm
 
+        self.check_options(name=name, pretrained=pretrained)
         self.input_shape = _int_tuple("input_shape", input_shape, 1)
         if len(self.input_shape) != 3:
             raise ValueError(f"input_shape must be an image shape (C, H, W) for TimmNet, got {self.input_shape}")
@@ -127,6 +162,8 @@ class TimmNet(nn.Module):
         self.name = name
         self.model = timm.create_model(name, pretrained=bool(pretrained), num_classes=num_outputs,
                                        in_chans=self.input_shape[0], **kwargs)
+
+    option_checks = {"name": _text, "pretrained": _bool}
 
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor | None = None) -> torch.Tensor:
         return self.model(x_num)

@@ -5,11 +5,12 @@
     python -m bench.report results/ --fidelity results/sketch_fidelity.json
 
 PATH is any directory under which `runs/*.json` rows lie (a results, run or multirun dir), read with
-`bench.results.read_rows`. One table line per (dataset, model, target, sampler), and for `nws` per sketch
-setting, so a depth/width sweep shows one line per setting. Timing follows airbench/AlgoPerf: time-to-target is
-the row's first evaluation reaching the target (null = never = inf); we show its min / median over seeds with
-how many seeds reached it, and median/median against the baseline sampler on the same dataset. `±` is the
-sample std (ddof=1). Device, torch version and git commit are printed above the table and kept in summary.csv.
+`bench.results.read_rows`. One table line per configuration over seeds: rows that differ in any setting but
+the seed (a sampler option, a sketch width, the learning rate, ...) are different lines, labelled by the
+settings that tell them apart, so a depth/width sweep shows one line per setting and nothing is pooled.
+Timing follows airbench/AlgoPerf: time-to-target is the row's first evaluation reaching the target (null =
+never = inf); we show its min / median over seeds with how many seeds reached it, and median/median against
+the baseline sampler of the same experiment. `±` is the sample std (ddof=1). Device, torch version and git commit are printed above the table and kept in summary.csv.
 
     from bench.report import summarize, markdown_table, write_report
     df = summarize(read_rows("results")); print(markdown_table(df)); write_report(["results"], "out")
@@ -28,64 +29,108 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: no global state, renders with Agg
 
-from bench.results import read_rows
+from bench.metrics import METRICS
+from bench.results import ResultRow, read_rows
 
 __all__ = ["summarize", "markdown_table", "write_report", "frame", "ReportError", "main"]
 
 NUMERIC = ("seed", "target", "time_to_target_s", "final_metric", "best_metric", "train_time_s",
-           "sampler_time_s", "sampler_overhead", "steps", "sketch_depth", "sketch_width", "sketch_bits",
-           "sketch_bandwidth", "sketch_decay")
+           "sampler_time_s", "sampler_overhead", "steps")
 TEXT = ("dataset", "model", "sampler", "target_metric", "device", "torch_version", "git_commit")
-SKETCH = ("sketch_family", "sketch_depth", "sketch_width", "sketch_bits", "sketch_bandwidth", "sketch_decay",
-          "sampler_mix", "sampler_pool_size", "sampler_refresh_every")  # NWS settings that split a table line
-SHORT = {"sketch_family": "", "sketch_depth": "d=", "sketch_width": "w=", "sketch_bits": "bits=",
-         "sketch_bandwidth": "bw=", "sketch_decay": "decay=", "sampler_mix": "mix=", "sampler_pool_size": "pool=",
-         "sampler_refresh_every": "refresh="}
-SKETCH_SAMPLERS = ("nws",)
-TARGET_KEY = ["dataset", "model", "target_metric", "target"]
-KEY = TARGET_KEY + ["sampler", "sketch"]
 ERROR_KEYS = ("error", "rel_error", "relative_error", "abs_error", "mae", "rmse")
+HIDDEN_KEYS = ("seed", "sampler.name")  # never part of a line's label (the seed varies within a line)
 
 
 class ReportError(ValueError):
     """A problem with the input (no such path, no rows, unreadable file): one line for the user."""
 
 
-def _ttt(row: dict[str, Any]) -> float:
-    if "time_to_target_s" not in row:
+def _time_to_target(row: ResultRow) -> float:
+    if row.reached_target is None and row.time_to_target_s is None:
         return math.nan  # a row from an older version: unknown, not "never"
-    t = row["time_to_target_s"]
-    return math.inf if t is None or row.get("reached_target") is False else float(t)
+    return math.inf if row.time_to_target_s is None or row.reached_target is False else float(row.time_to_target_s)
 
 
-def frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """One line per finished row; every used column present (missing -> NaN), null time-to-target -> inf."""
-    df = pd.DataFrame([{**r, "time_to_target_s": _ttt(r)} for r in rows])
-    extra = {"status", "higher_is_better", "curve", *NUMERIC, *TEXT, *SKETCH}
-    df = df.reindex(columns=[*df.columns, *sorted(extra - set(df.columns))])
-    df = df[df.status.isna() | (df.status == "done")].copy()
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists as text, so they compare and hash."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, list) else v
+    return out
+
+
+def _settings(row: ResultRow) -> dict[str, Any]:
+    """The row's configuration, flattened: its identity config, or for an older row what it recorded."""
+    if row.config:
+        return _flat(row.config)
+    return _flat({"sampler": {"name": row.sampler, **row.sampler_options}, "sketch": row.sketch or {},
+                  "model": row.model, "target": row.target})
+
+
+def _line_key(row: ResultRow, settings: dict[str, Any]) -> str:
+    """Rows with one key are seeds of one table line: the group id (configuration minus seed), or for older
+    rows the settings they recorded."""
+    return row.group_id or json.dumps({k: v for k, v in settings.items() if k != "seed"}, sort_keys=True, default=str)
+
+
+def _experiment_key(row: ResultRow) -> str:
+    """Rows with one key compare samplers on one experiment: the experiment id, or for older rows
+    (dataset, model, metric, target)."""
+    return row.experiment_id or f"{row.dataset}|{row.model}|{row.target_metric}|{row.target}"
+
+
+def frame(rows: Iterable[ResultRow]) -> pd.DataFrame:
+    """One line per finished row with its settings flattened (`sampler.mix`, `sketch.width`, ...), its line and
+    experiment keys, and a label naming the settings that tell its line apart from the dataset's other lines."""
+    records = []
+    for r in rows:
+        if r.status not in (None, "done"):
+            continue
+        settings = _settings(r)
+        records.append({**r.to_dict(), **{f"cfg:{k}": v for k, v in settings.items()},
+                        "time_to_target_s": _time_to_target(r), "higher_is_better": r.higher_is_better,
+                        "line": _line_key(r, settings), "experiment": _experiment_key(r)})
+    df = pd.DataFrame(records)
+    if df.empty:
+        return df
     for c in NUMERIC:
         df[c] = pd.to_numeric(df[c], errors="coerce")
     for c in TEXT:
         df[c] = df[c].where(df[c].notna(), "?").astype(str)
     df["sampler_overhead"] = df.sampler_overhead.fillna(df.sampler_time_s / df.train_time_s)
-    nws = df.sampler.isin(SKETCH_SAMPLERS)
-    df.loc[~nws, list(SKETCH)] = np.nan  # other samplers carry no sketch, whatever their config said
-    df["sketch_family"] = df.sketch_family.where(df.sketch_family.notna(), "").astype(str)
-    varying = [c for c in SKETCH if df.loc[nws, c].nunique(dropna=False) > 1]
-    df["sketch"] = [" ".join(f"{SHORT[c]}{_label_value(c, r[c])}" for c in varying) if n else ""
-                    for n, (_, r) in zip(nws, df.iterrows())]
-    df["label"] = (df.sampler + " " + df.sketch).str.strip()
+    df["setting"] = _setting_labels(df)
+    df["label"] = (df.sampler + " " + df.setting).str.strip()
     return df
 
 
-def _label_value(column: str, v: Any) -> str:
-    if column == "sampler_pool_size" and (v is None or (isinstance(v, float) and math.isnan(v))):
-        return "all"  # null pool: every row is estimated
-    return _g(v)
+def _setting_labels(df: pd.DataFrame) -> pd.Series:
+    """Per row: `key=value` for each setting that differs between the lines of its dataset (not the seed)."""
+    labels = pd.Series("", index=df.index)
+    cfg_cols = [c for c in df.columns if c.startswith("cfg:") and c[4:] not in HIDDEN_KEYS]
+    for _, d in df.groupby("dataset"):
+        lines = d.drop_duplicates("line")
+        varying = [c for c in cfg_cols if lines[c].astype(str).nunique() > 1]
+        names = _short_names([c[4:] for c in varying])
+        labels[d.index] = [" ".join(f"{n}={_text(v)}" for n, v in zip(names, r) if not _missing(v))
+                           for r in d[varying].itertuples(index=False)]
+    return labels
 
 
-def _g(v: Any) -> str:
+def _short_names(keys: list[str]) -> list[str]:
+    """The last component of each dotted key, or the whole key where two would share a last component."""
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    return [s if last.count(s) == 1 else k for s, k in zip(last, keys)]
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _text(v: Any) -> str:
+    """A setting as a label shows it: floats in short form, a null pool as "all"."""
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
@@ -93,8 +138,8 @@ def _stats(g: pd.DataFrame) -> dict[str, Any]:
     t = g.time_to_target_s.dropna()
     nan = math.nan
     return {
-        "label": g.label.iloc[0], "higher_is_better": g.higher_is_better.iloc[0],
-        **{c: g[c].iloc[0] for c in SKETCH}, "seeds": len(g), "repeated_seeds": len(g) - g.seed.nunique(),
+        "label": g.label.iloc[0], "setting": g.setting.iloc[0], "higher_is_better": g.higher_is_better.iloc[0],
+        "seeds": len(g), "repeated_seeds": len(g) - g.seed.nunique(),
         "final_mean": g.final_metric.mean(), "final_std": g.final_metric.std(),
         "best_mean": g.best_metric.mean(), "best_std": g.best_metric.std(),
         "ttt_min": t.min() if len(t) else nan, "ttt_median": t.median() if len(t) else nan,
@@ -102,44 +147,58 @@ def _stats(g: pd.DataFrame) -> dict[str, Any]:
         "overhead_pct": 100 * g.sampler_overhead.mean(), "train_time_mean": g.train_time_s.mean(),
         "steps_mean": g.steps.mean(),
         **{c: "; ".join(sorted(set(g[c]))) for c in ("device", "torch_version", "git_commit")},
+        **{c: g[c].iloc[0] for c in g.columns if c.startswith("cfg:")},
     }
 
 
-def summarize(rows: Iterable[dict[str, Any]] | pd.DataFrame, baseline: str = "uniform") -> pd.DataFrame:
-    """One line per (dataset, model, target, sampler, sketch setting) with the table's numbers."""
+def summarize(rows: Iterable[ResultRow] | pd.DataFrame, baseline: str = "uniform") -> pd.DataFrame:
+    """One line per configuration over seeds (rows that differ in any setting but the seed are different lines),
+    with the table's numbers and the time-to-target ratio against the baseline sampler of the same experiment."""
     df = rows if isinstance(rows, pd.DataFrame) else frame(rows)
     if df.empty:
         raise ReportError("no finished rows to summarize")
-    s = pd.DataFrame([{**dict(zip(KEY, k)), **_stats(g)}
-                      for k, g in df.groupby(KEY, dropna=False, sort=False)])
-    base = s.loc[s.sampler == baseline, TARGET_KEY + ["ttt_median"]].drop_duplicates(TARGET_KEY)
-    s = s.merge(base.rename(columns={"ttt_median": "_base"}), on=TARGET_KEY, how="left")
+    keys = ["dataset", "model", "target_metric", "target", "experiment", "sampler", "line"]
+    s = pd.DataFrame([{**dict(zip(keys, k)), **_stats(g)} for k, g in df.groupby(keys, dropna=False, sort=False)])
+    base = s.loc[s.sampler == baseline, ["experiment", "ttt_median"]].drop_duplicates("experiment")
+    s = s.merge(base.rename(columns={"ttt_median": "_base"}), on="experiment", how="left")
     ok = np.isfinite(s._base.astype(float)) & (s._base > 0)
     s["ttt_ratio"] = np.where(ok, s.ttt_median / s._base.where(ok, 1.0), np.nan)
-    order = ["dataset", "sampler", "model", *SKETCH, "target"]
-    s = s.drop(columns="_base").sort_values(order, na_position="first", kind="stable").reset_index(drop=True)
+    varying = [c for c in s.columns if c.startswith("cfg:") and s[c].astype(str).nunique() > 1]
+    order = ["dataset", "sampler", "model", *varying, "target"]
+    s = s.drop(columns="_base").sort_values(order, na_position="first", kind="stable", key=_sort_key).reset_index(drop=True)
     s.attrs["baseline"] = baseline
     return s
 
 
-def _f(x: float, spec: str = ".1f") -> str:
+def _sort_key(col: pd.Series) -> pd.Series:
+    """Numbers sort as numbers, anything else as text (a column may mix them: null pool sizes, lists)."""
+    numeric = pd.to_numeric(col, errors="coerce")
+    return numeric if numeric.notna().sum() == col.notna().sum() else col.astype(str)
+
+
+def _number(x: float, spec: str = ".1f") -> str:
+    """A table cell: "—" for unknown, "inf" for never."""
     return "—" if pd.isna(x) else "inf" if math.isinf(x) else format(x, spec)
 
 
-def _pm(m: float, s: float) -> str:
-    return _f(m, ".4f") + ("" if pd.isna(s) else f" ± {s:.4f}")
+def _mean_std(m: float, s: float) -> str:
+    return _number(m, ".4f") + ("" if pd.isna(s) else f" ± {s:.4f}")
+
+
+def _target(r: pd.Series) -> str:
+    metric = METRICS.get(r.target_metric)
+    op = {">=": "≥", "<=": "≤"}[metric.op] if metric else "≥"
+    return f"{r.target_metric} {op} {_number(r.target, 'g')}"
 
 
 def _cells(r: pd.Series) -> dict[str, str]:
-    op = "≤" if isinstance(r.higher_is_better, (bool, np.bool_)) and not r.higher_is_better else "≥"
-    ttt = "—" if not r.ttt_known else \
-        f"{_f(r.ttt_min)} / {_f(r.ttt_median)} ({r.reached}/{r.ttt_known})"
-    return {"dataset": r.dataset, "model": r.model, "sampler": r.sampler, "sketch": r.sketch,
-            "seeds": str(r.seeds), "target": f"{r.target_metric} {op} {_f(r.target, 'g')}",
-            "final": _pm(r.final_mean, r.final_std), "best": _pm(r.best_mean, r.best_std),
-            "time-to-target s min / median (reached)": ttt, "ratio": _f(r.ttt_ratio, ".2f"),
-            "sampler overhead": _f(r.overhead_pct) + ("" if pd.isna(r.overhead_pct) else "%"),
-            "train s": _f(r.train_time_mean), "steps": _f(r.steps_mean, ".0f")}
+    ttt = "—" if not r.ttt_known else f"{_number(r.ttt_min)} / {_number(r.ttt_median)} ({r.reached}/{r.ttt_known})"
+    return {"dataset": r.dataset, "model": r.model, "sampler": r.sampler, "setting": r.setting,
+            "seeds": str(r.seeds), "target": _target(r),
+            "final": _mean_std(r.final_mean, r.final_std), "best": _mean_std(r.best_mean, r.best_std),
+            "time-to-target s min / median (reached)": ttt, "ratio": _number(r.ttt_ratio, ".2f"),
+            "sampler overhead": _number(r.overhead_pct) + ("" if pd.isna(r.overhead_pct) else "%"),
+            "train s": _number(r.train_time_mean), "steps": _number(r.steps_mean, ".0f")}
 
 
 def markdown_table(df: pd.DataFrame) -> str:
@@ -147,8 +206,8 @@ def markdown_table(df: pd.DataFrame) -> str:
     cells = pd.DataFrame([_cells(r) for _, r in df.iterrows()])
     if df.groupby("dataset").model.nunique().max() <= 1:
         cells = cells.drop(columns="model")
-    if not df.sketch.astype(bool).any():
-        cells = cells.drop(columns="sketch")
+    if not df.setting.astype(bool).any():
+        cells = cells.drop(columns="setting")
     cells = cells.rename(columns={"ratio": f"median vs {df.attrs.get('baseline', 'uniform')}"})
     prov = [f"- {name}: " + "; ".join(sorted({v for s in df[c] for v in s.split("; ")}))
             for name, c in (("device", "device"), ("torch", "torch_version"), ("git commit", "git_commit"))]
@@ -184,7 +243,7 @@ def plot_curves(rf: pd.DataFrame, ds: str, out: Path) -> str | None:
         return None
     for t in rf.target.dropna().unique():
         ax.axhline(t, color="k", ls="--", lw=1, label=f"target {t:g}")
-    ax.set(xlabel="train time (s)", ylabel=rf.target_metric.iloc[0], title=f"{ds}: metric vs wall-clock")
+    ax.set(xlabel="fair-clock training time (s)", ylabel=rf.target_metric.iloc[0], title=f"{ds}: metric vs wall-clock")
     ax.legend(fontsize=7)
     return _save(fig, out / f"{_slug(ds)}_metric_vs_time.png")
 
@@ -208,40 +267,43 @@ def plot_ttt(s: pd.DataFrame, ds: str, out: Path) -> str | None:
     ax.axvline(x_inf, color="C3", ls=":", lw=1)
     ax.invert_yaxis()  # first table line on top
     ax.set_yticks(range(len(s)), s.label)
-    target = f"{s.target_metric.iloc[0]} target {_f(s.target.iloc[0], 'g')}"
+    target = f"{s.target_metric.iloc[0]} target {_number(s.target.iloc[0], 'g')}"
     ax.set(xlabel=f"time to target (s); dotted line = not reached; {target}",
            title=f"{ds}: time to target (median, min-max over seeds)", xlim=(0, x_inf * 1.12))
     return _save(fig, out / f"{_slug(ds)}_time_to_target.png")
 
 
+SWEPT = ("cfg:sketch.depth", "cfg:sketch.width", "cfg:sketch.bits", "cfg:sketch.bandwidth")  # sketch-sweep x axes
+
+
 def _sweep_panel(top, bottom, d: pd.DataFrame, x: str) -> None:
-    others = [c for c in SKETCH if c != x and d[c].nunique(dropna=False) > 1]
+    others = [c for c in SWEPT if c != x and c in d and d[c].nunique(dropna=False) > 1]
     for k, g in (d.groupby(others, dropna=False) if others else [((), d)]):
         g = g.sort_values(x)
-        label = " ".join(f"{SHORT[c]}{_g(v)}" for c, v in zip(others, k)) or "nws"
+        label = " ".join(f"{c.rsplit('.', 1)[-1]}={_text(v)}" for c, v in zip(others, k)) or g.sampler.iloc[0]
         top.errorbar(g[x], g.final_mean, yerr=g.final_std.fillna(0), marker="o", capsize=3, label=label)
         bottom.plot(g[x], g.ttt_median.replace(np.inf, np.nan), marker="o", label=label)
-    top.set(ylabel=f"final {d.target_metric.iloc[0]}", title=f"{d.dataset.iloc[0]}: vs {x}")
-    bottom.set(xlabel=x, ylabel="median time to target (s)\n(unreached omitted)")
+    name = x.rsplit(".", 1)[-1]
+    top.set(ylabel=f"final {d.target_metric.iloc[0]}", title=f"{d.dataset.iloc[0]} / {d.sampler.iloc[0]}: vs {name}")
+    bottom.set(xlabel=name, ylabel="median time to target (s)\n(unreached omitted)")
     top.legend(fontsize=7)
-    if x == "sketch_width":
+    if name == "width":
         top.set_xscale("log", base=2)
         bottom.set_xscale("log", base=2)
 
 
 def plot_sweep(s: pd.DataFrame, out: Path) -> str | None:
-    """Per dataset: final metric and median time-to-target vs each sketch setting the nws lines vary."""
-    s = s[s.sampler.isin(SKETCH_SAMPLERS)]
-    s = s[s.groupby("dataset").sketch.transform("nunique") > 1]
-    xs = [c for c in SKETCH[1:5] if s[c].nunique() > 1]
-    if not xs:
+    """Per dataset and sketch sampler: final metric and median time-to-target vs each sketch setting its lines vary."""
+    panels = []
+    for _, d in s.groupby(["dataset", "sampler"]):
+        xs = [c for c in SWEPT if c in d and d[c].nunique() > 1]
+        panels += [(d, x) for x in xs]
+    if not panels:
         return None
-    nds = s.dataset.nunique()
-    fig = Figure(figsize=(4.5 * len(xs), 6.5 * nds))
-    axs = fig.subplots(2 * nds, len(xs), squeeze=False)
-    for i, (_, d) in enumerate(s.groupby("dataset")):
-        for j, x in enumerate(xs):
-            _sweep_panel(axs[2 * i, j], axs[2 * i + 1, j], d, x)
+    fig = Figure(figsize=(4.5 * len(panels), 6.5))
+    axs = fig.subplots(2, len(panels), squeeze=False)
+    for j, (d, x) in enumerate(panels):
+        _sweep_panel(axs[0, j], axs[1, j], d, x)
     fig.tight_layout()
     return _save(fig, out / "sketch_sweep.png")
 
@@ -264,7 +326,7 @@ def plot_fidelity(path: Path, out: Path) -> tuple[str | None, str]:
     for ax, (x, other) in zip(fig.subplots(1, 2), (("width", "depth"), ("depth", "width"))):
         for (fam, o), g in fd.groupby(["family", other]):
             g = g.groupby(x)[err].mean()
-            ax.plot(g.index, g.values, marker="o", label=f"{fam} {other}={_g(o)}".strip())
+            ax.plot(g.index, g.values, marker="o", label=f"{fam} {other}={_text(o)}".strip())
         ax.set_xscale("log", base=2)
         ax.set(yscale="log" if (fd[err] > 0).all() else "linear", xlabel=x, ylabel=err,
                title=f"sketch {err} vs {x}")
@@ -290,8 +352,8 @@ def _notes(rf: pd.DataFrame, s: pd.DataFrame, paths: list[Path], baseline: str) 
              "time-to-target: first evaluation reaching the target, inf if never; min / median over seeds"]
     missing = sorted(set(s.dataset) - set(s.dataset[s.sampler == baseline]))
     notes += [f"no `{baseline}` rows for {', '.join(missing)}: no ratio there"] if missing else []
-    return notes + [f"{r.dataset} / {r.label}: {r.repeated_seeds} rows repeat a seed, so their configs differ in "
-                    "a key the table does not group on (see the rows' overrides)"
+    return notes + [f"{r.dataset} / {r.label}: {r.repeated_seeds} rows repeat a seed: rows from an older version "
+                    "that did not record their whole config, pooled on what they recorded (see their overrides)"
                     for _, r in s[s.repeated_seeds > 0].iterrows()]
 
 

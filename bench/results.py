@@ -1,34 +1,35 @@
-"""Result rows: one JSON object per finished run, written atomically, and the run identity.
+"""Result rows: the typed row of one finished run (`ResultRow`), written atomically as JSON, and the run identity.
 
-A run's identity (`run_id`) is a hash of its resolved config with output locations left out, so the same
-job in a re-run sweep has the same id: `bench.run` skips a job whose row exists and resumes one whose
-checkpoint exists. Rows live at `<results_dir>/runs/<run_id>.json`; `bench.report` reads them.
+A run's identity (`run_id`) is a hash of the config keys that decide what it computes (`identity`): output
+locations are left out, and so are the config groups its sampler does not read (a uniform run does not read
+`sketch`, so sketch settings do not change its id). The same job in a re-run sweep has the same id: `bench.run`
+skips a job whose row exists and resumes one whose checkpoint exists. `group_id` drops the seed too (the rows
+of one configuration over seeds), `experiment_id` also drops the sampler and what only it reads (the rows a
+report compares samplers on). Rows live at `<results_dir>/runs/<run_id>.json`; `bench.report` reads them.
 
-    from bench.results import run_id, write_row, read_rows
+    from bench.results import ResultRow, run_id, write_row, read_rows
     rid = run_id(cfg_dict); write_row(results_dir, row); rows = read_rows(results_dir)
 
-Row fields (all JSON; `null` for "never", e.g. a target not reached):
-    run_id, status ("done"), timestamp, dataset, model, sampler, seed, task,
-    sketch_family, sketch_depth, sketch_width, sketch_bits, sketch_bandwidth, sketch_decay,
-    sampler_mix, sampler_pool_size, sampler_refresh_every (null where the sampler has no such key),
-    target_metric ("accuracy" | "auc" | "logloss" | "mse"), target, higher_is_better,
-    reached_target, time_to_target_s, steps_to_target, final_metric, best_metric, final_loss,
-    train_time_s (the fair clock), eval_time_s, sampler_time_s, sampler_overhead (sampler_time / train_time),
-    setup_time_s (hashing, proxy scores: counted into time_to_target as well), steps, epochs,
-    skipped_nonfinite (non-finite per-sample losses the sampler dropped), skipped_steps (optimizer steps
-    skipped for a non-finite gradient; see bench.train), device, torch_version, git_commit, config_hash, overrides,
-    curve: [{"step", "epoch", "time_s", "metric", "loss"}, ...]
+`ResultRow` is the one definition of a row: the writer (`bench.run`), the report and W&B all use it. Rows
+written by older versions load too (`ResultRow.from_dict`): their flat `sketch_*`/`sampler_*` fields become
+`sketch`/`sampler_options`, and missing fields are None.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable
+from typing import Any, BinaryIO, Callable, Iterable, Optional
 
-__all__ = ["run_id", "write_row", "read_rows", "row_path", "atomic_write", "atomic_write_text", "IGNORED_KEYS"]
+from .metrics import METRICS
+from .registry import SAMPLERS
+
+__all__ = ["ResultRow", "identity", "run_id", "group_id", "experiment_id", "write_row", "read_rows", "row_path",
+           "atomic_write", "atomic_write_text", "IGNORED_KEYS"]
 
 # Config keys (dotted for nested ones) that say where things are or go, not what is computed: left out of
 # the run identity, so a sweep re-run with another data cache ($NWS_DATA, $HOME) or results folder finds its rows.
@@ -46,13 +47,38 @@ def _without(cfg: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
     return kept
 
 
-def _canonical(cfg: dict[str, Any]) -> str:
-    return json.dumps(_without(cfg, IGNORED_KEYS), sort_keys=True, default=str, separators=(",", ":"))
+def sampler_groups() -> tuple[str, ...]:
+    """The config groups some sampler reads besides its own (`sketch`): part of a run's identity only when its
+    sampler reads them."""
+    return tuple(sorted({g for entry in SAMPLERS.values() for g in entry.reads}))
+
+
+def identity(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Return the resolved config `cfg` without output locations and without the groups its sampler does not read."""
+    kept = _without(cfg, IGNORED_KEYS)
+    sampler = kept.get("sampler")
+    entry = SAMPLERS.get(sampler.get("name")) if isinstance(sampler, dict) else None
+    return _without(kept, [g for g in sampler_groups() if entry is not None and g not in entry.reads])
+
+
+def _digest(cfg: dict[str, Any]) -> str:
+    text = json.dumps(cfg, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def run_id(cfg: dict[str, Any]) -> str:
-    """Return the 12-hex identity of a run: sha1 of its resolved config, output locations excluded."""
-    return hashlib.sha1(_canonical(cfg).encode()).hexdigest()[:12]
+    """Return the 12-hex identity of a run: sha1 of `identity(cfg)`."""
+    return _digest(identity(cfg))
+
+
+def group_id(cfg: dict[str, Any]) -> str:
+    """Return the identity of the run's configuration over seeds: `run_id` without the seed."""
+    return _digest(_without(identity(cfg), ["seed"]))
+
+
+def experiment_id(cfg: dict[str, Any]) -> str:
+    """Return the identity of the run's experiment: `group_id` without the sampler and the groups only samplers read."""
+    return _digest(_without(identity(cfg), ["seed", "sampler", *sampler_groups()]))
 
 
 def row_path(results_dir: str | Path, rid: str) -> Path:
@@ -95,21 +121,115 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def write_row(results_dir: str | Path, row: dict[str, Any]) -> Path:
+@dataclass
+class ResultRow:
+    """The result of one finished run. Times are fair-clock seconds (bench.train); None means "never" or "unknown"."""
+
+    run_id: str  # identity of the run (see `identity`)
+    dataset: str
+    sampler: str  # registry name
+    seed: int
+    status: str = "done"
+    group_id: Optional[str] = None  # the configuration over seeds: rows of one group are seeds of one line
+    experiment_id: Optional[str] = None  # the experiment over samplers: a report compares samplers within one
+    timestamp: Optional[str] = None
+    model: Optional[str] = None  # the model class
+    task: Optional[str] = None  # binary, multiclass or regression
+    sampler_options: dict = field(default_factory=dict)  # the sampler's config options
+    sketch: Optional[dict] = None  # the sketch group, for samplers that read it (else None)
+    target_metric: Optional[str] = None  # accuracy, auc, logloss or mse (bench.metrics.METRICS)
+    target: Optional[float] = None  # the hand-set time-to-target threshold (trainer.target)
+    reached_target: Optional[bool] = None
+    time_to_target_s: Optional[float] = None  # setup + clock at the first evaluation reaching the target
+    steps_to_target: Optional[int] = None
+    final_metric: Optional[float] = None  # at the last evaluation
+    best_metric: Optional[float] = None  # over the evaluations
+    final_loss: Optional[float] = None  # test loss at the last evaluation
+    train_time_s: Optional[float] = None  # the fair clock, setup included
+    eval_time_s: Optional[float] = None  # evaluation (excluded from the clock)
+    sampler_time_s: Optional[float] = None  # the sampler's share of the clock (draw, weights, feedback)
+    setup_time_s: Optional[float] = None  # one-off sampler setup (hashing, proxy run), charged to the clock
+    sampler_overhead: Optional[float] = None  # (sampler + setup) / clock
+    steps: Optional[int] = None
+    epochs: Optional[int] = None
+    steps_per_epoch: Optional[int] = None
+    evals_per_epoch: Optional[int] = None
+    stopped_by_time: Optional[bool] = None  # trainer.max_time_s ended the run
+    skipped_nonfinite: Optional[int] = None  # non-finite per-sample losses the sampler dropped
+    skipped_steps: Optional[int] = None  # optimizer steps skipped for a non-finite gradient
+    world_size: int = 1  # data-parallel ranks
+    sketch_in_sync: Optional[bool] = None  # DDP with an all-reduced sketch: the ranks' sketches stayed equal
+    device: Optional[str] = None
+    torch_version: Optional[str] = None
+    git_commit: Optional[str] = None
+    overrides: list = field(default_factory=list)  # the command line's overrides
+    config: dict = field(default_factory=dict)  # `identity` of the run's config
+    curve: list = field(default_factory=list)  # one dict per evaluation: step, epoch, time_s, metric, test_*, ...
+
+    @property
+    def higher_is_better(self) -> bool:
+        return METRICS[self.target_metric].higher_is_better if self.target_metric in METRICS else True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def path(self, results_dir: str | Path) -> Path:
+        """Where this row lives under `results_dir`."""
+        return row_path(Path(results_dir).absolute(), self.run_id)
+
+    def summary_table(self) -> str:
+        """Return a short markdown table of this run's result (what `python -m bench.run` prints)."""
+        metric = METRICS.get(self.target_metric)
+        name, op = (metric.display, metric.op) if metric else (str(self.target_metric), ">=")
+        ttt = self.time_to_target_s
+        cells = [
+            ("dataset / sampler", f"{self.dataset} / {self.sampler} (seed {self.seed})"),
+            (f"final {name}", _number(self.final_metric)),
+            (f"best {name}", _number(self.best_metric)),
+            (f"time to {name} {op} {self.target}",
+             "no target set" if self.target is None else f"{ttt:.2f} s (step {self.steps_to_target})" if ttt is not None else "not reached"),
+            ("train time (fair clock)", f"{self.train_time_s:.2f} s over {self.steps} steps"),
+            ("sampler overhead", f"{100 * (self.sampler_overhead or 0):.1f} % (setup {self.setup_time_s:.2f} s)"),
+            ("eval time (excluded)", f"{self.eval_time_s:.2f} s"),
+            ("device / torch / commit", f"{self.device} / {self.torch_version} / {self.git_commit}"),
+        ]
+        return "\n".join(["| what | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in cells]])
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ResultRow":
+        """Return the row of a JSON object, from this version or an older one; raise ValueError for a foreign object."""
+        if not isinstance(d, dict) or not {"run_id", "dataset", "sampler"} <= d.keys():
+            raise ValueError("not a result row (no run_id, dataset and sampler)")
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in d.items() if k in known}
+        if "sketch" not in d and any(k.startswith("sketch_") for k in d):  # written before the typed row
+            old = {k[len("sketch_"):]: v for k, v in d.items() if k.startswith("sketch_") and k != "sketch_in_sync"}
+            values["sketch"] = old if d.get("sampler") == "nws" else None
+            values["sampler_options"] = {k[len("sampler_"):]: v for k, v in d.items()
+                                         if k.startswith("sampler_") and k not in ("sampler_time_s", "sampler_overhead") and v is not None}
+        values.setdefault("seed", 0)
+        return cls(**values)
+
+
+def _number(x: Optional[float]) -> str:
+    return "—" if x is None or x != x else f"{x:.4f}"
+
+
+def write_row(results_dir: str | Path, row: ResultRow) -> Path:
     """Write one run's row atomically to `<results_dir>/runs/<run_id>.json` and return its path."""
-    path = row_path(results_dir, row["run_id"])
-    atomic_write_text(path, json.dumps(_jsonable(row), indent=1, sort_keys=True))
+    path = row_path(results_dir, row.run_id)
+    atomic_write_text(path, json.dumps(_jsonable(row.to_dict()), indent=1, sort_keys=True))
     return path
 
 
-def read_rows(paths: str | Path | Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Return the rows under one or more directories (searched recursively for `runs/*.json`)."""
+def read_rows(paths: str | Path | Iterable[str | Path]) -> list[ResultRow]:
+    """Return the rows under one or more directories (searched recursively for `runs/*.json`) or files."""
     roots = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    rows: dict[str, dict[str, Any]] = {}
+    rows: dict[str, ResultRow] = {}
     for root in roots:
         root = Path(root)
         files = [root] if root.is_file() else sorted(root.rglob("runs/*.json"))
         for f in files:
-            row = json.loads(f.read_text())
-            rows[row["run_id"]] = row  # the same run found twice (copies) counts once
+            row = ResultRow.from_dict(json.loads(f.read_text()))
+            rows[row.run_id] = row  # the same run found twice (copies) counts once
     return list(rows.values())

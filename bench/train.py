@@ -27,7 +27,8 @@ from typing import Any, Callable, Optional
 import torch
 import torch.distributed as dist
 
-from .metrics import evaluate, is_better, per_sample_loss
+from .metrics import evaluate, improves, per_sample_loss, reaches
+from .distributed import is_distributed
 from .timing import Stopwatch
 
 __all__ = ["TrainSpec", "TrainState", "train", "eval_steps", "weighted_loss"]
@@ -35,17 +36,20 @@ __all__ = ["TrainSpec", "TrainState", "train", "eval_steps", "weighted_loss"]
 
 @dataclass
 class TrainSpec:
+    """The numbers the loop needs. No defaults here: the harness fills every field from `cfg.trainer`, whose
+    schema (bench.config.TrainerConfig) owns the defaults."""
+
     task: str  # binary, multiclass or regression
     epochs: int  # budget in epochs
     steps_per_epoch: int  # fixed for every sampler
-    evals_per_epoch: int = 4  # evaluations per epoch (plus one before training)
-    target_metric: str = "accuracy"  # metric that decides time-to-target
-    target: float = 0.9  # threshold of the target metric
-    max_time_s: Optional[float] = None  # fair-clock budget (None: epochs only)
-    eval_batch_size: int = 4096  # evaluation batch
-    checkpoint_every_s: float = 0.0  # fair-clock seconds between checkpoints (0: never)
-    checkpoint_every_steps: int = 0  # steps between checkpoints (0: never); for tests and short runs
-    warmup_steps: int = 1  # untimed passes on a throwaway model copy before the clock starts
+    evals_per_epoch: int  # evaluations per epoch (plus one before training)
+    target_metric: str  # metric that decides time-to-target (bench.metrics.METRICS)
+    target: Optional[float]  # threshold of the target metric (None: no hand-set target)
+    max_time_s: Optional[float]  # fair-clock budget (None: epochs only)
+    eval_batch_size: int  # evaluation batch
+    checkpoint_every_s: float  # fair-clock seconds between checkpoints (0: never)
+    checkpoint_every_steps: int  # steps between checkpoints (0: never); for tests and short runs
+    warmup_steps: int  # untimed passes on a throwaway model copy before the clock starts
 
 
 @dataclass
@@ -132,10 +136,9 @@ def _evaluate(model: torch.nn.Module, data: Any, spec: TrainSpec, state: TrainSt
     state.eval_s += watch.seconds
     metric = scores[spec.target_metric]
     elapsed = state.setup_s + state.train_s
-    higher = spec.target_metric in ("accuracy", "auc")
-    if metric == metric and (state.best_metric is None or (metric > state.best_metric if higher else metric < state.best_metric)):
+    if improves(spec.target_metric, metric, state.best_metric):
         state.best_metric = metric
-    if state.time_to_target_s is None and is_better(spec.target_metric, metric, spec.target):
+    if state.time_to_target_s is None and reaches(spec.target_metric, metric, spec.target):
         state.time_to_target_s, state.steps_to_target = elapsed, state.step
     point = {"step": state.step, "epoch": state.epoch, "time_s": elapsed, "metric": metric,
              "train_loss": state.last_loss, **{f"test_{k}": v for k, v in scores.items()}}
@@ -170,7 +173,7 @@ def train(
     state = state or TrainState()
     net = getattr(model, "module", model)  # the bare model: evaluation and warm-up run no collectives
     update = feedback or sampler.update
-    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    distributed = is_distributed()
     mid_epoch = resumed
     if resumed and state.step >= (state.epoch + 1) * spec.steps_per_epoch:
         state.epoch, mid_epoch = state.epoch + 1, False  # saved after the epoch's last step, before the epoch advanced

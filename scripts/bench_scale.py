@@ -50,16 +50,15 @@ from typing import Sequence
 import torch
 
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script from anywhere: make the `sketch` package importable
-    sys.path.insert(0, str(ROOT))
-from bench.provenance import device_name, git_commit  # noqa: E402
-from bench.results import atomic_write_text  # noqa: E402
-from bench.timing import timed  # noqa: E402
+from bench.provenance import device_name, git_commit
+from bench.results import atomic_write_text
+from bench.timing import timed
 
-from sketch import NWSketch, SRPHash  # noqa: E402
-from sketch.samplers import NWSSampler  # noqa: E402
-from sketch.samplers._proportional import MULTINOMIAL_MAX_CATEGORIES, draw_categorical, inverse_cdf_draw, mix_probabilities  # noqa: E402
+from sketch import NWSketch, SRPHash
+from sketch.samplers import NWSSampler
+from sketch.samplers._proportional import MULTINOMIAL_MAX_CATEGORIES, draw_categorical, inverse_cdf_draw, mix_probabilities
+
+ROOT = Path(__file__).resolve().parents[1]
 
 HASH_CHUNK = 1 << 16  # inputs hashed per call (bounds the [chunk, dim] inputs and [chunk, L, bits] temporaries)
 FILL_CHUNK = 1 << 18  # items per update when filling the table before estimating

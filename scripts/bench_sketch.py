@@ -33,7 +33,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -42,14 +41,13 @@ import torch
 
 import torch.nn as nn
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script from anywhere: make the `sketch` package importable
-    sys.path.insert(0, str(ROOT))
-from bench.provenance import device_name, git_commit  # noqa: E402
-from bench.results import atomic_write_text  # noqa: E402
-from bench.timing import timed  # noqa: E402
+from bench.provenance import device_name, git_commit
+from bench.results import atomic_write_text
+from bench.timing import timed
 
-from sketch import NWSketch, PStableHash, SRPHash  # noqa: E402
+from sketch import NWSketch, PStableHash, SRPHash
+
+ROOT = Path(__file__).resolve().parents[1]
 
 BATCH = 512
 HASH_CHUNK = 1 << 15  # inputs hashed per call when hashing all N (bounds the [chunk, L, bits] int64 temporaries)

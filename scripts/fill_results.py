@@ -14,8 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.results import atomic_write_text  # noqa: E402
+from bench.results import atomic_write_text
 
 
 def filled(document: str, section: str, table: str) -> str:

@@ -25,19 +25,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script from anywhere: make the `sketch` package importable
-    sys.path.insert(0, str(ROOT))
-from bench.provenance import git_commit  # noqa: E402
+from bench.provenance import git_commit
 
-from sketch import NWSketch, PStableHash, SRPHash, nadaraya_watson  # noqa: E402
+from sketch import NWSketch, PStableHash, SRPHash, nadaraya_watson
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DEPTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 WIDTHS = (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)

@@ -16,7 +16,8 @@ import torch
 from hydra.errors import HydraException
 
 from bench.config import ConfigError, composition_error, validate
-from bench.run import check_command_line, run
+from bench.cli import check_command_line
+from bench.run import run
 
 from test_run import TINY, tiny
 
@@ -32,7 +33,7 @@ BAD = [
     (["sketch.bandwidth=-1.5"], "<sketch.bandwidth=-1.5> is not allowed"),
     (["sketch.decay=0"], "<sketch.decay=0.0> is not allowed: a number in (0, 1]"),
     (["sketch.decay=1.5"], "<sketch.decay=1.5> is not allowed: a number in (0, 1]"),
-    (["sampler.mix=0"], "<sampler.mix=0.0> is not allowed: a number in (0, 1]"),
+    (["sampler.mix=1.5"], "<sampler.mix=1.5> is not allowed: mix must be a number in [0, 1], got 1.5"),
     (["trainer.epochs=0"], "<trainer.epochs=0> is not allowed: an integer >= 1"),
     (["trainer.optimizer.lr=-0.1"], "<trainer.optimizer.lr=-0.1> is not allowed: a finite number > 0"),
     (["trainer.evals_per_epoch=0"], "<trainer.evals_per_epoch=0> is not allowed: an integer >= 1"),
@@ -44,12 +45,12 @@ BAD = [
     (["device=tpu"], "<device='tpu'> is not allowed: one of auto, cpu, cuda"),
     (["logger.wandb.mode=loud"], "<logger.wandb.mode='loud'> is not allowed: one of online, offline, disabled"),
     (["dataset.train_size=0"], "<dataset.train_size=0> is not allowed: an integer >= 1"),
-    (["model.hidden=[32,-4]"], "<model.hidden=[32, -4]> is not allowed: a list of integers >= 1"),
-    (["model.dropout=1.5"], "<model.dropout=1.5> is not allowed: a number in [0, 1)"),
+    (["model.hidden=[32,-4]"], "<model.hidden=[32, -4]> is not allowed: hidden must hold integers >= 1, got [32, -4]"),
+    (["model.dropout=1.5"], "<model.dropout=1.5> is not allowed: dropout must be a number in [0, 1), got 1.5"),
     (["+sketch.widht=8"], "<sketch.widht=8> is not allowed: sketch has no such key; its keys: family, depth, width"),
     # checks that need the data (bench.config.validate_against_data, bench.run.load_data)
     (["trainer.batch_size=100000"], "<trainer.batch_size=100000> is not allowed: an integer in [1, 600]"),
-    (["sampler.pool_size=100000"], "<sampler.pool_size=100000> is not allowed: null or an integer in [64, 600]"),
+    (["sampler.pool_size=100000"], "<sampler.pool_size=100000> is not allowed: pool_size must be None or in [1, num_samples=600], got 100000"),
     (["trainer.target_metric=mse"], "<trainer.target_metric='mse'> is not allowed: one of accuracy, logloss for a multiclass"),
     (["dataset.name=imagenet"], "<dataset.name='imagenet'> is not allowed: one of movielens100k"),
     (["dataset.options.n=-5"], "<dataset.options={'n': -5, 'd': 8}> is not allowed: n must be an integer >= 1"),
@@ -62,7 +63,7 @@ BAD = [
     (["sketch.widht=8"], "<sketch.widht=8> is not allowed: sketch has no key 'widht'; its keys: family, depth, width"),
     (["sketch.depth=abc"], "<sketch.depth=abc> is not allowed: Value 'abc' of type 'str' could not be converted to Integer"),
     (["trainer.optimizer.lr=fast"], "<trainer.optimizer.lr=fast> is not allowed: Value 'fast' of type 'str' could not be converted to Float"),
-    (["sampler=bogus"], "<sampler=bogus> is not allowed: one of history, infobatch, loss, nws, static, uniform"),
+    (["sampler=bogus"], "<sampler=bogus> is not allowed: one of history, infobatch, loss, nws, selective_backprop, static, stream_filter, uniform"),
     (["dataset=imagenet"], "<dataset=imagenet> is not allowed: one of adult,"),
     (["model=resnet"], "<model=resnet> is not allowed: one of embedding_mlp, mlp, timm_cnn"),
     (["sampler=uniform", "sampler.mix=0.5"], "<sampler.mix=0.5> is not allowed: sampler has no key 'mix'; its keys: name"),
@@ -117,7 +118,7 @@ CLI = [
     (["trainer.batch_size=100000"], "error: <trainer.batch_size=100000> is not allowed: an integer in [1, 600] (the training rows)"),
     (["sketch.widht=8"], "error: <sketch.widht=8> is not allowed: sketch has no key 'widht'; its keys: family, depth, width, bits, bandwidth, decay, key"),
     (["sketch.depth=abc"], "error: <sketch.depth=abc> is not allowed: Value 'abc' of type 'str' could not be converted to Integer"),
-    (["sampler=bogus"], "error: <sampler=bogus> is not allowed: one of history, infobatch, loss, nws, static, uniform (conf/sampler/)"),
+    (["sampler=bogus"], "error: <sampler=bogus> is not allowed: one of history, infobatch, loss, nws, selective_backprop, static, stream_filter, uniform (conf/sampler/)"),
     # a sweep whose second value is bad stops before its first job trains
     (["-m", "sketch.depth=2,abc"], "error: <sketch.depth=abc> is not allowed: Value 'abc' of type 'str' could not be converted to Integer"),
 ]

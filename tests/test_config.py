@@ -1,6 +1,8 @@
 """Every config group option and experiment composes against its schema; bad values fail with one line."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from omegaconf import OmegaConf
 
@@ -36,7 +38,7 @@ def test_every_experiment_composes(compose, experiment):
 
 @pytest.mark.parametrize("sweep", options("sweep"))
 def test_every_sweep_composes_and_expands_its_jobs(compose, sweep):
-    from bench.callbacks import sweep_size
+    from bench.overrides import sweep_size
 
     cfg = compose([f"sweep={sweep}"], hydra_cfg=True)
     params = cfg.hydra.sweeper.params
@@ -84,3 +86,15 @@ def test_config_error_message_names_key_value_and_allowed(compose):
         validate(cfg)
     msg = str(info.value)
     assert "sketch.width=0" in msg and "integer >= 1" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("sweep", options("sweep"))
+def test_the_usage_line_of_every_sweep_file_works_as_written(sweep):
+    from bench.cli import check_command_line
+
+    text = (CONF / "sweep" / f"{sweep}.yaml").read_text()
+    usage = re.search(r"python -m bench\.run ((?:\S+ ?)+)", text)
+    assert usage, f"conf/sweep/{sweep}.yaml says how to run it"
+    argv = usage.group(1).split()
+    assert f"sweep={sweep}" in argv and "-m" in argv
+    check_command_line(argv)  # composes every job of the sweep's command line, or raises one line

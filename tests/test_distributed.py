@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from bench.results import read_rows
 from bench.distributed import DistEnv, barrier, broadcast_object, cleanup, init_distributed
 from sketch.distributed import distributed_update, feedback_mode, sync_check, tensors_in_sync
 from sketch.samplers import HistorySampler, InfoBatchSampler, NWSSampler, build_sampler
@@ -248,7 +249,6 @@ def test_init_distributed_rejects_bad_arguments(monkeypatch: pytest.MonkeyPatch)
 def test_torchrun_two_ranks_run_one_harness_job_with_identical_sketches(tmp_path):
     # The real entry point under torchrun: 2 CPU ranks (gloo) train one data-parallel job; rank 0 writes
     # exactly one row, which records that the ranks' NWS sketches were identical at the end.
-    import json
     import subprocess
     import sys
 
@@ -258,9 +258,9 @@ def test_torchrun_two_ranks_run_one_harness_job_with_identical_sketches(tmp_path
            "progress=false", f"paths.results_dir={tmp_path / 'results'}", f"hydra.run.dir={tmp_path / 'out'}"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled"}
     res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
-    rows = [json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").glob("*.json")]
+    rows = read_rows(tmp_path / "results")
     assert len(rows) == 1, res.stderr[-3000:]
     row = rows[0]
-    assert row["world_size"] == 2 and row["sketch_in_sync"] is True and row["steps"] == -(-1000 // 64)
+    assert row.world_size == 2 and row.sketch_in_sync is True and row.steps == -(-1000 // 64)
     # torch's gloo teardown can abort a rank at exit after all work is done (pytorch PR 179291); anything else fails
     assert res.returncode == 0 or "terminate called without an active exception" in res.stderr, res.stderr[-3000:]

@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch import nn
 
+import bench.build as bench_build
 import bench.run as bench_run
 from bench import data as datasets
 from bench.logger import RunLogger
@@ -74,7 +75,8 @@ def test_nan_logits_for_some_samples_are_skipped_and_training_goes_on(sampler_cl
         sampler = NWSSampler.from_features(data.x_num_train, batch_size=50, rows=4, bits=3, width=32, seed=0)
     else:
         sampler = HistorySampler(data.num_train, 50, seed=0)
-    spec = TrainSpec(task=data.task, epochs=2, steps_per_epoch=8, evals_per_epoch=2, warmup_steps=0)
+    spec = TrainSpec(task=data.task, epochs=2, steps_per_epoch=8, evals_per_epoch=2, target_metric="accuracy", target=0.9,
+                     max_time_s=None, eval_batch_size=4096, checkpoint_every_s=0, checkpoint_every_steps=0, warmup_steps=0)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     with pytest.warns(RuntimeWarning, match="non-finite"):
         state = train(model, optimizer, None, sampler, data, spec, device=torch.device("cpu"), batch_size=50)
@@ -97,15 +99,15 @@ def _with_nan_features(rows: int):
 
 
 def test_nan_inputs_skip_the_poisoned_steps_and_the_row_counts_them(compose, monkeypatch, tmp_path):
-    monkeypatch.setattr(bench_run.datasets, "load", _with_nan_features(rows=30))
+    monkeypatch.setattr(bench_build.datasets, "load", _with_nan_features(rows=30))
     cfg = compose([*tiny("history"), "trainer.epochs=2"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         row = bench_run.run(cfg, out_dir=tmp_path / "out")
     (stored,) = read_rows(tmp_path / "results")
-    assert stored["steps"] == 20 and stored["skipped_nonfinite"] > 0 and stored["skipped_steps"] > 0
-    assert stored["skipped_steps"] < stored["steps"]  # clean batches still train
-    assert math.isfinite(row["final_metric"]) and row["final_metric"] > 0.3 and math.isfinite(row["final_loss"])
+    assert stored.steps == 20 and stored.skipped_nonfinite > 0 and stored.skipped_steps > 0
+    assert stored.skipped_steps < stored.steps  # clean batches still train
+    assert math.isfinite(row.final_metric) and row.final_metric > 0.3 and math.isfinite(row.final_loss)
     skips = [w for w in caught if "skipped the optimizer step" in str(w.message)]
     assert len(skips) == 1  # one warning, the rest are counted
 
@@ -163,7 +165,7 @@ def test_online_without_a_key_falls_back_to_offline_once_and_the_run_completes(c
         warnings.simplefilter("always")
         row = bench_run.run(cfg, out_dir=tmp_path / "out")
     assert _fallback_warnings(caught) == ["no W&B API key (WANDB_API_KEY or ~/.netrc): logging offline <logger.wandb.mode=online>"]
-    assert row["steps"] == 10 and read_rows(tmp_path / "results")
+    assert row.steps == 10 and read_rows(tmp_path / "results")
     assert list((tmp_path / "out" / "wandb").glob("offline-run-*"))  # `wandb sync` can upload it later
     import wandb
 
@@ -190,7 +192,7 @@ def test_when_every_init_fails_wandb_is_disabled_and_local_files_go_on(compose, 
         warnings.simplefilter("always")
         row = bench_run.run(compose([*tiny("uniform"), "logger=online"]), out_dir=tmp_path / "out")
     assert fake_wandb["tried"] == ["online", "offline"] and len(_fallback_warnings(caught)) == 2
-    assert row["steps"] == 10 and (tmp_path / "out" / "metrics.jsonl").read_text().count("\n") == len(row["curve"])
+    assert row.steps == 10 and (tmp_path / "out" / "metrics.jsonl").read_text().count("\n") == len(row.curve)
 
 
 def test_missing_wandb_package_disables_wandb(monkeypatch, tmp_path):
@@ -209,9 +211,9 @@ def test_wandb_failing_mid_run_or_at_finish_loses_no_result(compose, fake_wandb,
         warnings.simplefilter("always")
         row = bench_run.run(compose([*tiny("uniform"), "logger=online"]), out_dir=tmp_path / "out")
     assert len(_fallback_warnings(caught)) == 1
-    assert [r["run_id"] for r in read_rows(tmp_path / "results")] == [row["run_id"]]
+    assert [r.run_id for r in read_rows(tmp_path / "results")] == [row.run_id]
     assert fake_wandb["online"].finished == ([1] if fail == "log" else [0])  # finished once, also after a failed log
-    assert (tmp_path / "out" / "metrics.jsonl").read_text().count("\n") == len(row["curve"])
+    assert (tmp_path / "out" / "metrics.jsonl").read_text().count("\n") == len(row.curve)
 
 
 def test_training_failure_finishes_wandb_and_propagates(compose, fake_wandb, monkeypatch, tmp_path):

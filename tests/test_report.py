@@ -12,7 +12,14 @@ import pandas as pd
 import pytest
 
 from bench.report import markdown_table, summarize, write_report
-from bench.results import read_rows, run_id, write_row
+from bench.results import read_rows, run_id
+
+
+def write_old_row(results_dir: Path, row: dict) -> None:
+    """Write a row the way versions before the typed row did (flat sketch_* fields, no config): they must load."""
+    path = results_dir / "runs" / f"{row['run_id']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(row))
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"adult": ("accuracy", 0.85, True), "california": ("mse", 0.30, False),
@@ -52,21 +59,21 @@ def make_row(dataset, sampler, seed, final, ttt, depth=4, width=1024):
 def results(tmp_path: Path) -> Path:
     for (ds, sampler), runs in RUNS.items():
         for seed, (final, ttt) in enumerate(runs):
-            write_row(tmp_path / "multirun" / f"{ds}_{sampler}_{seed}", make_row(ds, sampler, seed, final, ttt))
+            write_old_row(tmp_path / "multirun" / f"{ds}_{sampler}_{seed}", make_row(ds, sampler, seed, final, ttt))
     for depth, width, final, ttt in SWEEP:
-        write_row(tmp_path, make_row("adult", "nws", 0, final, ttt, depth, width))
+        write_old_row(tmp_path, make_row("adult", "nws", 0, final, ttt, depth, width))
     return tmp_path
 
 
-def line(df, dataset, sampler, sketch=""):
-    sel = df[(df.dataset == dataset) & (df.sampler == sampler) & (df.sketch == sketch)]
+def line(df, dataset, sampler, setting=""):
+    sel = df[(df.dataset == dataset) & (df.sampler == sampler) & (df.setting == setting)]
     assert len(sel) == 1, sel
     return sel.iloc[0]
 
 
 def test_summary_numbers_match_a_hand_computation(results):
     df = summarize(read_rows(results))
-    r = line(df, "adult", "nws", "d=4 w=1024")
+    r = line(df, "adult", "nws", "depth=4 width=1024")
     finals = [0.851, 0.855, 0.860]
     assert r.seeds == 3
     assert r.final_mean == pytest.approx(statistics.mean(finals))
@@ -86,14 +93,14 @@ def test_never_reached_is_inf_and_ratio_against_the_same_dataset(results):
     assert math.isinf(loss.ttt_ratio)
     uni = line(df, "california", "uniform")  # 40, 44, never -> median 44
     assert (uni.ttt_median, uni.reached, uni.ttt_ratio) == (44.0, 2, 1.0)
-    assert line(df, "california", "nws", "d=4 w=1024").ttt_ratio == pytest.approx(33.0 / 44.0)
+    assert line(df, "california", "nws").ttt_ratio == pytest.approx(33.0 / 44.0)
     assert "inf / inf (0/3)" in markdown_table(df)
 
 
 def test_sketch_sweep_gives_one_line_per_setting_and_sorted_order(results):
     df = summarize(read_rows(results))
     nws = df[(df.dataset == "adult") & (df.sampler == "nws")]
-    assert list(nws.sketch) == ["d=2 w=256", "d=2 w=1024", "d=4 w=256", "d=4 w=1024"]
+    assert list(nws.setting) == ["depth=2 width=256", "depth=2 width=1024", "depth=4 width=256", "depth=4 width=1024"]
     assert list(nws.seeds) == [1, 1, 1, 3]
     assert list(df.dataset) == sorted(df.dataset)
     assert list(df[df.dataset == "california"].sampler) == ["loss", "nws", "uniform"]
@@ -126,7 +133,7 @@ def test_write_report_writes_markdown_csv_and_plots(results):
 
 
 def test_old_rows_with_missing_fields_and_odd_fidelity_are_tolerated(tmp_path):
-    write_row(tmp_path, {"run_id": "old", "dataset": "adult", "sampler": "uniform", "final_metric": 0.8})
+    write_old_row(tmp_path, {"run_id": "old", "dataset": "adult", "sampler": "uniform", "final_metric": 0.8})
     (tmp_path / "sketch_fidelity.json").write_text(json.dumps([{"rows": 2, "buckets": 64, "err": 0.1}]))
     md = write_report(tmp_path).read_text()
     # no time_to_target_s key at all = unknown ("—"), not "never reached" (inf)
@@ -136,8 +143,8 @@ def test_old_rows_with_missing_fields_and_odd_fidelity_are_tolerated(tmp_path):
 
 def test_notes_flag_a_missing_baseline_and_repeated_seeds(results):
     row = make_row("covtype", "loss", 0, 0.7, 5.0)
-    write_row(results, {**row, "run_id": "a"})
-    write_row(results, {**row, "run_id": "b"})  # same seed, a config difference the table does not see
+    write_old_row(results, {**row, "run_id": "a"})
+    write_old_row(results, {**row, "run_id": "b"})  # same seed, a config difference the table does not see
     text = write_report(results).read_text()
     assert "no `uniform` rows for covtype" in text and "covtype / loss: 1 rows repeat a seed" in text
 
@@ -150,7 +157,7 @@ def run_cli(*args):
 def test_cli_prints_the_table(results):
     p = run_cli(results)
     assert p.returncode == 0, p.stderr
-    assert "| dataset | sampler | sketch |" in p.stdout and "10.0 / 12.0 (2/3)" in p.stdout
+    assert "| dataset | sampler | setting |" in p.stdout and "10.0 / 12.0 (2/3)" in p.stdout
     assert (results / "report.md").exists()
 
 

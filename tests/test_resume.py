@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 import bench.run as bench_run
 from bench.checkpoint import checkpoint_path
 from bench.config import ConfigError
-from bench.results import read_rows, row_path, run_id
+from bench.results import ResultRow, experiment_id, group_id, read_rows, row_path, run_id
 
 from test_run import TINY, tiny
 
@@ -71,15 +71,15 @@ def _kill_when(proc: subprocess.Popen, ready, timeout: float = 120.0) -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
-def _metrics(row: dict) -> dict:
+def _metrics(row: ResultRow) -> dict:
     """What must not change when a run is killed and resumed: everything but clocks and timestamps."""
-    curve = [{k: v for k, v in p.items() if k != "time_s"} for p in row["curve"]]
+    curve = [{k: v for k, v in p.items() if k != "time_s"} for p in row.curve]
     keys = ("final_metric", "final_loss", "best_metric", "steps", "epochs", "steps_to_target", "skipped_nonfinite", "run_id")
-    return {"curve": curve, **{k: row[k] for k in keys}}
+    return {"curve": curve, **{k: getattr(row, k) for k in keys}}
 
 
-def _row(results: Path, rid: str) -> dict:
-    return json.loads(row_path(results, rid).read_text())
+def _row(results: Path, rid: str) -> ResultRow:
+    return read_rows(row_path(results, rid))[0]
 
 
 # -- a sweep killed mid-way ------------------------------------------------------------------------------
@@ -118,7 +118,7 @@ def test_killed_sweep_rerun_gives_one_row_per_job_none_lost_none_twice(compose, 
     for rid in killed_ckpts:  # the job killed mid-way continued from its checkpoint
         assert f"resuming run {rid}" in out
     assert out.count("already finished: skipping") == len(before)
-    assert {r["run_id"] for r in read_rows(sweep)} == expected  # every job folder holds its row
+    assert {r.run_id for r in read_rows(sweep)} == expected  # every job folder holds its row
     assert "[sweep] finished" in err
 
 
@@ -193,7 +193,7 @@ def _interrupted_and_reference(compose, monkeypatch, tmp_path, overrides: list[s
         bench_run.run(cfg, out_dir=tmp_path / "out")
     assert f"resuming run {rid} from step {at_step}" in caplog.text
     assert not checkpoint_path(results, rid).exists()
-    return _row(results, rid), _row(tmp_path / "reference", reference["run_id"])
+    return _row(results, rid), _row(tmp_path / "reference", reference.run_id)
 
 
 @pytest.mark.parametrize("sampler,extra,at_step", [
@@ -211,7 +211,7 @@ def test_killed_run_resumes_bit_identical(compose, monkeypatch, tmp_path, caplog
                  f"paths.data_dir={tmp_path / 'data'}", *extra]
     resumed, reference = _interrupted_and_reference(compose, monkeypatch, tmp_path, overrides, at_step, caplog)
     assert _metrics(resumed) == _metrics(reference)
-    assert resumed["steps"] == 2 * 10 and resumed["epochs"] == 2
+    assert resumed.steps == 2 * 10 and resumed.epochs == 2
 
 
 def test_save_killed_half_way_keeps_the_previous_checkpoint(compose, monkeypatch, tmp_path, caplog):
@@ -239,8 +239,8 @@ def test_save_killed_half_way_keeps_the_previous_checkpoint(compose, monkeypatch
         row = bench_run.run(cfg, out_dir=tmp_path / "out")
     assert f"resuming run {rid} from step 3" in caplog.text
     reference = bench_run.run(compose([*overrides, f"paths.results_dir={tmp_path / 'reference'}"]), out_dir=tmp_path / "out-ref")
-    assert _metrics(_row(Path(cfg.paths.results_dir), rid)) == _metrics(_row(tmp_path / "reference", reference["run_id"]))
-    assert row["steps"] == 20
+    assert _metrics(_row(Path(cfg.paths.results_dir), rid)) == _metrics(_row(tmp_path / "reference", reference.run_id))
+    assert row.steps == 20
 
 
 def test_unreadable_checkpoint_is_reported_and_the_run_starts_over(compose, tmp_path, caplog):
@@ -275,7 +275,7 @@ def test_checkpoint_of_another_run_is_a_one_line_error(compose, monkeypatch, tmp
     msg = str(info.value)
     assert msg.startswith("<resume=true> cannot continue from") and "resume=false" in msg and "\n" not in msg
     cfg.resume = False  # resume=false starts over and replaces it
-    assert bench_run.run(cfg, out_dir=tmp_path / "out")["steps"] == 10
+    assert bench_run.run(cfg, out_dir=tmp_path / "out").steps == 10
 
 
 # -- identity and determinism ----------------------------------------------------------------------------
@@ -294,8 +294,32 @@ def test_same_seed_same_metrics_other_seed_other_metrics(compose, tmp_path, samp
     def metrics(seed: int, where: str) -> dict:
         cfg = compose([*tiny(sampler), f"seed={seed}", "trainer.epochs=2", f"paths.results_dir={tmp_path / where}"])
         row = bench_run.run(cfg, out_dir=tmp_path / f"out-{where}")
-        return _metrics(_row(tmp_path / where, row["run_id"]))
+        return _metrics(_row(tmp_path / where, row.run_id))
 
     a, b, c = metrics(0, "a"), metrics(0, "b"), metrics(1, "c")
     assert a == b
     assert [p["metric"] for p in a["curve"]] != [p["metric"] for p in c["curve"]]
+
+
+@pytest.mark.parametrize("sampler", ["uniform", "static", "loss", "history", "infobatch"])
+def test_a_sampler_that_reads_no_sketch_keeps_its_id_when_sketch_settings_change(compose, sampler):
+    def ids(*extra: str) -> tuple[str, str, str]:
+        resolved = OmegaConf.to_container(compose([*tiny(sampler), *extra]), resolve=True)
+        return run_id(resolved), group_id(resolved), experiment_id(resolved)
+
+    base = ids()
+    assert ids("sketch.width=128", "sketch.depth=2", "sketch.bits=2", "sketch.key.with_label=true") == base
+    assert ids("sketch=pstable") == base
+    assert ids("trainer.optimizer.lr=0.01")[0] != base[0]  # what it does read still counts
+
+
+def test_group_id_drops_the_seed_and_experiment_id_the_sampler_too(compose):
+    def ids(sampler: str, *extra: str) -> tuple[str, str, str]:
+        resolved = OmegaConf.to_container(compose([*tiny(sampler), *extra]), resolve=True)
+        return run_id(resolved), group_id(resolved), experiment_id(resolved)
+
+    nws0, nws1, uni0 = ids("nws", "seed=0"), ids("nws", "seed=1"), ids("uniform", "seed=0")
+    assert nws0[0] != nws1[0] and nws0[1] == nws1[1] and nws0[2] == nws1[2]  # seeds: one group
+    assert nws0[1] != uni0[1] and nws0[2] == uni0[2]  # samplers: different groups, one experiment
+    assert ids("nws", "sketch.width=128")[2] == nws0[2]  # sketch settings are the sampler's, not the experiment's
+    assert ids("nws", "trainer.optimizer.lr=0.01")[2] != nws0[2]  # a different lr is another experiment

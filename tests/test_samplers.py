@@ -412,7 +412,7 @@ def test_bad_update_arguments_raise_naming_the_argument() -> None:
 
 # -- registry -------------------------------------------------------------------------------------
 def test_registry_builds_every_sampler_by_name() -> None:
-    assert set(SAMPLERS) == {"uniform", "static", "loss", "history", "infobatch", "nws"}
+    assert set(SAMPLERS) == {"uniform", "static", "loss", "history", "infobatch", "nws", "stream_filter", "selective_backprop"}
     common = {"batch_size": 10, "seed": 1}
     built = {
         "uniform": build_sampler("uniform", num_samples=N, **common),

@@ -17,6 +17,8 @@ Samplers (each a `torch.utils.data.Sampler[torch.Tensor]` yielding `len(sampler)
   history    HistorySampler     each sample's last observed loss
   infobatch  InfoBatchSampler   InfoBatch pruning of well-learned samples, fixed-length epochs
   nws        NWSSampler         the Nadaraya-Watson sketch's loss estimates (the paper's method)
+  stream_filter       StreamFilterSampler        the paper lineage's one-pass filter: keep high estimated losses
+  selective_backprop  SelectiveBackpropSampler   Selective-Backprop: keep by the percentile of the forward loss
 
 Build by name with `build_sampler(name, **kwargs)`; `SAMPLERS` maps names to classes. The shared contract
 (determinism, weights, update, state_dict, data parallel) is documented on `FeedbackSampler`.
@@ -26,9 +28,11 @@ from ._history import HistorySampler
 from ._infobatch import InfoBatchSampler
 from ._loss import LossSampler
 from ._nws import NWSSampler
+from ._selective_backprop import SelectiveBackpropSampler
 from ._proportional import ProportionalSampler
 from ._registry import SAMPLERS, build_sampler
 from ._static import StaticSampler
+from ._stream_filter import StreamFilterSampler
 from ._uniform import UniformSampler
 
 __all__ = [
@@ -40,6 +44,8 @@ __all__ = [
     "HistorySampler",
     "InfoBatchSampler",
     "NWSSampler",
+    "StreamFilterSampler",
+    "SelectiveBackpropSampler",
     "SAMPLERS",
     "build_sampler",
 ]

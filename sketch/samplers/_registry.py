@@ -16,7 +16,9 @@ from ._history import HistorySampler
 from ._infobatch import InfoBatchSampler
 from ._loss import LossSampler
 from ._nws import NWSSampler
+from ._selective_backprop import SelectiveBackpropSampler
 from ._static import StaticSampler
+from ._stream_filter import StreamFilterSampler
 from ._uniform import UniformSampler
 
 __all__ = ["SAMPLERS", "build_sampler"]
@@ -28,6 +30,8 @@ SAMPLERS: dict[str, type[FeedbackSampler]] = {
     "history": HistorySampler,
     "infobatch": InfoBatchSampler,
     "nws": NWSSampler,
+    "stream_filter": StreamFilterSampler,
+    "selective_backprop": SelectiveBackpropSampler,
 }
 
 
