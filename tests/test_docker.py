@@ -3,6 +3,9 @@
 Every checker takes file text and raises AssertionError naming what is wrong. `test_checker_passes` runs each
 one on the real files; `test_checker_rejects` feeds each one a plausibly broken variant, so that no check
 passes vacuously. Each variant is built from the real Dockerfile, and the edit must change the text.
+
+scripts/docker_check.sh (build the image and smoke-run it) is checked statically here too; the `slow` test at
+the end runs it for real where podman or a docker daemon is available (-m slow -k docker).
 """
 from __future__ import annotations
 
@@ -10,8 +13,11 @@ import contextlib
 import fnmatch
 import io
 import json
+import os
 import re
 import shlex
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,8 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 README = ROOT / "docker" / "README.md"
+SCRIPT = ROOT / "scripts" / "docker_check.sh"
 
 BUILD_CMD = "docker build -f docker/Dockerfile -t nws-bench ."
+CHECK_CMD = "bash scripts/docker_check.sh"
+CA_SECRET = "--secret id=ca_bundle,src="
 RUN_CMD = ("docker run --gpus all --rm -v $PWD/results:/results -v nws-data:/data -e WANDB_API_KEY "
            "nws-bench -m sampler=uniform,nws seed=0,1,2 logger=online")
 RUN_ARGS = shlex.split(RUN_CMD.split(" nws-bench ", 1)[1])  # what docker appends to the ENTRYPOINT
@@ -102,19 +111,45 @@ def _copy_sources(ins: Instr) -> list[str]:
 
 # --------------------------------------------------------------------------------- Dockerfile checkers
 
+def _global_args(instrs: list[Instr]) -> dict[str, str | None]:
+    """The ARGs declared before the first FROM: the only ones a FROM line can use, with their defaults."""
+    args: dict[str, str | None] = {}
+    for ins in instrs:
+        if ins.name == "FROM":
+            break
+        if ins.name == "ARG":
+            args.update(_env_pairs(ins))
+    return args
+
+
+def _expand_from(word: str, args: dict[str, str | None]) -> str:
+    """A FROM image with $NAME / ${NAME} replaced by the default of a global ARG (what a plain build uses)."""
+    def sub(m: re.Match) -> str:
+        name = m.group(1) or m.group(2)
+        value = args.get(name)
+        assert value, f"FROM {word}: ${name} has no default in an ARG before the first FROM, so a plain build has no base"
+        return value
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", sub, word)
+
+
 def check_base_image(text: str) -> None:
-    """Every external FROM pins an nvidia/cuda CUDA 12/13 *runtime* Ubuntu tag by tag and sha256 digest."""
+    """Every external FROM pins an nvidia/cuda CUDA 12/13 *runtime* Ubuntu tag by tag and sha256 digest.
+
+    A FROM may name the base through a global ARG (ARG BASE_IMAGE=<pinned> / FROM ${BASE_IMAGE}): the ARG's
+    default is what is checked, since it is what `docker build` without --build-arg uses."""
     instrs = parse(text)
     froms = [ins for ins in instrs if ins.name == "FROM"]
     assert froms, "no FROM"
+    args = _global_args(instrs)
     stages: set[str] = set()
     for ins in froms:
         words = [w for w in ins.args.split() if not w.startswith("--")]
-        image = words[0]
+        image = _expand_from(words[0], args)
         if image not in stages:
             assert re.fullmatch(r"(?:docker\.io/)?nvidia/cuda:1[23]\.\d+(?:\.\d+)?-(?:cudnn\d*-)?runtime-ubuntu2[24]\.04"
                                 r"@sha256:[0-9a-f]{64}", image), \
-                f"FROM {image!r} is not an nvidia/cuda 12.x/13.x runtime-ubuntu tag pinned @sha256:<64 hex>"
+                f"FROM {image if image == words[0] else f'{words[0]} (= {image})'} is not an nvidia/cuda 12.x/13.x " \
+                "runtime-ubuntu tag pinned @sha256:<64 hex>"
         if len(words) >= 3 and words[1].lower() == "as":
             stages.add(words[2])
 
@@ -238,6 +273,30 @@ def check_torch_pins(text: str) -> None:
         assert deps[dist].specifier.contains(args[arg]), f"{arg}={args[arg]} is outside pyproject's {dist}{deps[dist].specifier}"
 
 
+CA_MOUNT = re.compile(r"--mount=type=secret,(?:[\w=/.-]+,)*?id=ca_bundle(?:,[\w=/.-]+)*")
+
+
+def check_ca_secret(text: str) -> None:
+    """Every RUN that pip-installs mounts the build secret ca_bundle and gives it to pip as PIP_CERT (for builds
+    behind a TLS-intercepting proxy), and nothing stores a CA bundle in the image (no ENV/ARG PIP_CERT)."""
+    instrs = parse(text)
+    pip_runs = [ins for ins in instrs if ins.name == "RUN" and re.search(r"\bpip3?\s+install\b", ins.args)]
+    assert pip_runs, "no RUN pip install"
+    for ins in pip_runs:
+        mount = CA_MOUNT.search(ins.args)
+        assert mount, f"a pip step does not mount the build secret ca_bundle: RUN {ins.args[:80]}..."
+        target = re.search(r"\btarget=([^,\s]+)", mount.group(0))
+        path = target.group(1) if target else "/run/secrets/ca_bundle"
+        assert f"PIP_CERT={path}" in ins.args, f"a pip step mounts ca_bundle but does not set PIP_CERT={path}"
+    for ins in instrs:
+        if ins.name in ("ENV", "ARG"):
+            keys = {k for k, _ in _env_pairs(ins)}
+            assert not keys & {"PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"}, \
+                f"{ins.name} {ins.args}: the CA bundle setting would stay in the image; pass it as the build secret ca_bundle"
+        if ins.name in ("COPY", "ADD"):
+            assert not any(re.search(r"\.(pem|crt)$", s) for s in _copy_sources(ins)), f"{ins.name} copies a certificate into the image"
+
+
 def check_labels(text: str) -> None:
     """OCI labels for the source and the description."""
     labels = " ".join(ins.args for ins in parse(text) if ins.name == "LABEL")
@@ -277,9 +336,12 @@ def check_dockerignore(text: str) -> None:
 
 
 def check_readme(text: str) -> None:
-    """docker/README.md gives the exact build and run commands, and the run's overrides name real configs."""
+    """docker/README.md gives the exact build and run commands, and the run's overrides name real configs; it
+    documents the check script and the CA-bundle build secret."""
     assert BUILD_CMD in text, f"docker/README.md lacks `{BUILD_CMD}`"
     assert RUN_CMD in text, f"docker/README.md lacks `{RUN_CMD}`"
+    assert CHECK_CMD in text, f"docker/README.md lacks `{CHECK_CMD}`"
+    assert CA_SECRET in text, f"docker/README.md does not show the CA bundle build secret (`{CA_SECRET}...`)"
     for arg in RUN_ARGS:
         key, _, values = arg.partition("=")
         if (ROOT / "conf" / key).is_dir():
@@ -292,6 +354,7 @@ def check_readme(text: str) -> None:
 DOCKERFILE_CHECKS: list[Callable[[str], None]] = [
     check_base_image, check_non_root_user, check_entrypoint, check_cli_parses, check_results_volume,
     check_no_wandb_key, check_layer_order, check_installs_project, check_env, check_torch_pins, check_labels,
+    check_ca_secret,
 ]
 
 
@@ -326,10 +389,14 @@ def _edits(*edits: Callable[[str], str]) -> Callable[[str], str]:
 
 
 BROKEN: list[tuple[str, Callable[[str], None], Callable[[str], str]]] = [
-    ("from-tag-only", check_base_image, _edit(r"^(FROM \S+?)@sha256:[0-9a-f]{64}", r"\1", regex=True)),
-    ("from-short-digest", check_base_image, _edit(r"^(FROM \S+@sha256:[0-9a-f]{63})[0-9a-f]", r"\1", regex=True)),
-    ("from-devel-tag", check_base_image, _edit(r"^(FROM \S+)-cudnn-runtime-", r"\1-cudnn-devel-", regex=True)),
+    ("from-tag-only", check_base_image, _edit(r"^(ARG BASE_IMAGE=\S+?)@sha256:[0-9a-f]{64}", r"\1", regex=True)),
+    ("from-short-digest", check_base_image, _edit(r"^(ARG BASE_IMAGE=\S+@sha256:[0-9a-f]{63})[0-9a-f]", r"\1", regex=True)),
+    ("from-devel-tag", check_base_image, _edit(r"^(ARG BASE_IMAGE=\S+)-cudnn-runtime-", r"\1-cudnn-devel-", regex=True)),
     ("from-other-image", check_base_image, _edit(r"^FROM \S+", "FROM python:3.12-slim@sha256:" + "a" * 64, regex=True)),
+    ("from-other-default", check_base_image, _edit(r"^ARG BASE_IMAGE=\S+", "ARG BASE_IMAGE=debian:bookworm", regex=True)),
+    ("from-arg-no-default", check_base_image, _edit(r"^ARG BASE_IMAGE=\S+", "ARG BASE_IMAGE", regex=True)),
+    ("from-arg-after-from", check_base_image, _edits(_edit(r"^ARG BASE_IMAGE=\S+\n", "", regex=True),
+                                                      _edit(r"^(FROM .*)$", r"\1\nARG BASE_IMAGE=nvidia/cuda:13.0.3-cudnn-runtime-ubuntu24.04@sha256:" + "a" * 64, regex=True))),
     ("from-extra-unpinned-stage", check_base_image, _edit(r"^FROM ", "FROM nvidia/cuda:13.0.3-cudnn-runtime-ubuntu24.04 AS x\nFROM ", regex=True)),
     ("user-missing", check_non_root_user, _edit(r"^USER .*\n", "", regex=True)),
     ("user-root-last", check_non_root_user, _edit(r"^(USER .*)$", r"\1\nUSER root", regex=True)),
@@ -363,6 +430,13 @@ BROKEN: list[tuple[str, Callable[[str], None], Callable[[str], str]]] = [
     ("torch-outside-pyproject", check_torch_pins, _edit(r"^ARG TORCH_VERSION=.*$", "ARG TORCH_VERSION=2.99.0", regex=True)),
     ("torchvision-unpinned", check_torch_pins, _edit(r"^ARG TORCHVISION_VERSION=.*$", "ARG TORCHVISION_VERSION=", regex=True)),
     ("no-source-label", check_labels, _edit("org.opencontainers.image.source=", "org.opencontainers.image.url=")),
+    ("ca-not-mounted-for-deps", check_ca_secret, _edit("RUN --mount=type=secret,id=ca_bundle \\\n    if", "RUN if")),
+    ("ca-not-mounted-for-project", check_ca_secret, _edit(r"^RUN --mount=type=secret,id=ca_bundle \\\n(.*\n)(    && pip install --no-deps)",
+                                                          r"RUN \\\n\1\2", regex=True)),
+    ("ca-mounted-unused", check_ca_secret, _edit("then export PIP_CERT=/run/secrets/ca_bundle; fi", "then :; fi")),
+    ("ca-other-target", check_ca_secret, _edit("--mount=type=secret,id=ca_bundle ", "--mount=type=secret,id=ca_bundle,target=/ca.pem ")),
+    ("ca-in-env", check_ca_secret, _edit(r"^(USER .*)$", r"ENV PIP_CERT=/etc/ssl/certs/proxy.pem\n\1", regex=True)),
+    ("ca-copied", check_ca_secret, _edit(r"^COPY pyproject.toml \./$", "COPY proxy-ca.crt /usr/local/share/ca-certificates/\nCOPY pyproject.toml ./", regex=True)),
 ]
 
 
@@ -390,3 +464,82 @@ def test_readme_rejects_drift() -> None:
         check_readme(text.replace("-v nws-data:/data", "-v nws-data:/cache"))
     with pytest.raises(AssertionError):
         check_readme(text.replace(BUILD_CMD, "docker build -t nws-bench docker"))
+    with pytest.raises(AssertionError):
+        check_readme(text.replace(CHECK_CMD, "scripts/check.sh"))
+    with pytest.raises(AssertionError):
+        check_readme(text.replace(CA_SECRET, "--build-arg PIP_CERT="))
+
+
+# ------------------------------------------------------------------------------------- scripts/docker_check.sh
+
+def _script(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_check_script_parses() -> None:
+    proc = subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_check_script_reads_the_pinned_base() -> None:
+    """The script's default base is the Dockerfile's: the same text check_base_image accepts."""
+    proc = _script("--print-base")
+    assert proc.returncode == 0, proc.stderr
+    pinned = proc.stdout.strip()
+    check_base_image(f"ARG BASE_IMAGE={pinned}\nFROM ${{BASE_IMAGE}}\n")
+    assert _global_args(parse(DOCKERFILE.read_text()))["BASE_IMAGE"] == pinned
+
+
+def test_check_script_fails_in_one_line() -> None:
+    for args in (["--no-such-option"], ["--engine", "lxc"], ["--project", "/nonexistent"]):
+        proc = _script(*args)
+        assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("docker_check: FAILED: "), (args, proc.stderr)
+
+
+def test_check_script_help() -> None:
+    proc = _script("--help")
+    assert proc.returncode == 0 and "--keep-image" in proc.stdout and "--project" in proc.stdout, proc.stdout
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+def test_check_script_shellcheck() -> None:
+    proc = subprocess.run(["shellcheck", str(SCRIPT)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout
+
+
+def _engine() -> tuple[str | None, str]:
+    """The engine scripts/docker_check.sh would use here, or None and why not."""
+    if shutil.which("docker"):
+        try:
+            if subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0:
+                return "docker", ""
+        except subprocess.TimeoutExpired:
+            pass
+    if shutil.which("podman"):
+        return "podman", ""
+    return None, ("neither podman nor a running docker daemon here: the image build and smoke run were not tried "
+                  "(as root, `bash scripts/docker_check.sh` installs podman itself)")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_docker_check_builds_and_smoke_runs(tmp_path: Path) -> None:
+    """scripts/docker_check.sh end to end: the image builds and its smoke job writes a row and an offline W&B run.
+
+    Minutes and several GB of downloads (torch with its CUDA libraries); the image is removed afterwards."""
+    engine, why = _engine()
+    if engine is None:
+        pytest.skip(why)
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", str(SCRIPT), "--engine", engine, "--out", str(out)],
+                          capture_output=True, text=True, timeout=3500, env={**os.environ, "LC_ALL": "C"})
+    print(proc.stdout)
+    assert proc.returncode == 0, f"{proc.stderr.strip()[-3000:]}\n{proc.stdout[-3000:]}"
+    rows = list((out / "results" / "runs").glob("*.json"))
+    assert rows, proc.stdout
+    row = json.loads(rows[0].read_text())
+    assert (row["status"], row["dataset"], row["sampler"]) == ("done", "digits", "nws"), row
+    assert list((out / "outputs").glob("*/*/wandb/offline-run-*/*.wandb")), proc.stdout
+    assert "== verified" in proc.stdout and "== not verified" in proc.stdout
