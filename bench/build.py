@@ -9,6 +9,8 @@ against the config key that fed it (`<sampler.mix=2> is not allowed: mix must be
 """
 from __future__ import annotations
 
+import functools
+import logging
 import math
 from pathlib import Path
 from typing import Any, Optional
@@ -20,13 +22,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import data as datasets
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import ConfigError
+from .config import TABLE_METRICS, ConfigError, is_table, table_options
 from .distributed import DistEnv, init_distributed
 from .registry import SAMPLERS, RunContext, config_error
 from .registry import build_sampler as _build_from_registry
 from .train import TrainSpec, TrainState
 
-__all__ = ["layout", "load_data", "build", "schedule", "build_sampler", "train_spec", "steps_per_epoch", "restore"]
+LABEL_NOISE_SEED = 0  # dataset.label_noise's noisy items and labels: one draw per dataset config, not per run seed
+
+log = logging.getLogger("bench.build")
+
+__all__ = ["layout", "load_data", "resolved_config", "build", "schedule", "build_sampler", "train_spec",
+           "steps_per_epoch", "restore"]
 
 
 def layout(cfg: DictConfig) -> DistEnv:
@@ -38,19 +45,53 @@ def layout(cfg: DictConfig) -> DistEnv:
 
 
 def load_data(cfg: DictConfig, device: torch.device) -> Any:
-    """Load (preparing on first use) the configured dataset, take the configured subset, move it to `device`."""
-    if cfg.dataset.name not in datasets.DATASETS:
+    """Load (preparing on first use) the configured dataset, take the configured subset, corrupt the configured
+    fraction of its training labels (`dataset.label_noise`), move it to `device`."""
+    table = is_table(cfg.dataset)  # dataset=table: the loader's options are the dataset keys (bench.config)
+    if not table and cfg.dataset.name not in datasets.DATASETS:
         raise ConfigError(f"<dataset.name={cfg.dataset.name!r}> is not allowed: one of {', '.join(datasets.DATASETS)}")
-    options = OmegaConf.to_container(cfg.dataset.options, resolve=True)
+    options = table_options(cfg.dataset) if table else OmegaConf.to_container(cfg.dataset.options, resolve=True)
     try:
-        data = datasets.load(cfg.dataset.name, root=cfg.dataset.root, **options)
+        data = datasets.load("table" if table else cfg.dataset.name, root=cfg.dataset.root, **options)
+    except datasets.TableError as exc:  # a bad table: the key at fault
+        raise ConfigError(f"<dataset.{exc.option}={exc.value!r}> is not allowed: {exc.reason}") from None
     except (ValueError, TypeError) as exc:  # unknown option or value out of range
         raise ConfigError(f"<dataset.options={options}> is not allowed: {exc}") from None
     except RuntimeError as exc:  # cannot be prepared here (offline, missing tool)
         raise ConfigError(f"<dataset.name={cfg.dataset.name!r}> could not be loaded: {exc}") from None
     if cfg.dataset.train_size is not None or cfg.dataset.test_size is not None:
         data = data.subset(cfg.dataset.train_size or data.num_train, cfg.dataset.test_size or data.num_test, seed=0)
+    try:  # fixed seed: the same noisy labels for every sampler and run seed of an experiment
+        data = data.with_label_noise(cfg.dataset.label_noise, seed=LABEL_NOISE_SEED)
+    except ValueError as exc:
+        raise ConfigError(f"<dataset.label_noise={cfg.dataset.label_noise!r}> is not allowed: {exc}") from None
     return data.to(device)
+
+
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config that identifies a run (`bench.results.identity`), goes into its row and into W&B.
+
+    A table's (`dataset=table`) is settled first: the table is prepared (cached by its content; a bad table is a
+    one-line ConfigError here, before anything else), `dataset.metric=auto` becomes its task's default (and so
+    `trainer.target_metric`, unless set), and the resolved dataset carries the content's `fingerprint` in place of
+    `path` and `test_path` (where the files are on this machine is not part of what the run computes)."""
+    if not is_table(cfg.dataset):
+        return OmegaConf.to_container(cfg, resolve=True)
+    options = table_options(cfg.dataset)
+    try:
+        meta = datasets.read_meta(datasets.prepare("table", cfg.dataset.root, **options))
+        fingerprint = datasets.table_fingerprint(**options)
+    except datasets.TableError as exc:
+        raise ConfigError(f"<dataset.{exc.option}={exc.value!r}> is not allowed: {exc.reason}") from None
+    if cfg.dataset.metric == "auto":
+        cfg.dataset.metric = TABLE_METRICS[meta["task"]]
+    log.info(f"{datasets.describe_table(meta)}; metric {cfg.trainer.target_metric}; content {fingerprint} "
+             f"<dataset=table dataset.path={options['path']}>")
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    for key in ("path", "test_path"):
+        resolved["dataset"].pop(key, None)
+    resolved["dataset"]["fingerprint"] = fingerprint
+    return resolved
 
 
 def build(node: DictConfig, key: str, *args: Any, **kwargs: Any) -> Any:
@@ -77,7 +118,14 @@ def schedule(name: str, optimizer: torch.optim.Optimizer, total_steps: int, lr: 
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     if name == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps)
+    if name == "linear":  # lr * (1 - step / total_steps): 0 after the last step of the budget
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(_linear_decay, total_steps=total_steps))
     return None
+
+
+def _linear_decay(step: int, total_steps: int) -> float:
+    """The LR factor of `schedule("linear")` at `step`: from 1 down to 0 at `total_steps`."""
+    return max(0.0, 1.0 - step / total_steps)
 
 
 def build_sampler(cfg: DictConfig, ctx: RunContext) -> tuple[Any, float]:

@@ -9,19 +9,36 @@ A file that cannot be read raises `CheckpointError` before anything is restored.
     save_checkpoint(path, model=..., optimizer=..., scheduler=..., sampler=..., state=...)
     state = load_checkpoint(path, model=..., optimizer=..., scheduler=..., sampler=...)
     remove_checkpoint(path)
+
+Preemption (SIGTERM from SLURM, `kill` or a container runtime; SIGINT from Ctrl-C): `STOP.install()` (done by
+`python -m bench.run`) turns the first such signal into a request; the loop's end-of-step hook `stop_point(save, ...)`
+then writes a checkpoint of the state after that whole step (the same point a periodic checkpoint is taken at, so
+the resumed run is still bit-identical) and raises `Preempted`, which finishes W&B marked preempted
+(bench.logger) and ends the process with status 128 + the signal's number (143 for SIGTERM, 130 for SIGINT). Under
+torchrun every rank all-reduces its flag at each step, so all ranks stop after the same step. A second signal more
+than a second after the first stops at once (the default action); repeats within that second are one event
+delivered twice (to the process group, and forwarded by torchrun) and ignored.
+
+    STOP.install()
+    train(..., stop=stop_point(save, path, device))     # raises Preempted after the step the signal lands in
 """
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
+from .distributed import is_distributed
 from .results import atomic_write
 from .train import TrainState
 
-__all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_path", "remove_checkpoint", "CheckpointError"]
+__all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_path", "remove_checkpoint", "CheckpointError",
+           "Preempted", "StopSignal", "STOP", "stop_point", "agreed_signal", "exit_status"]
 
 _KEYS = ("model", "optimizer", "scheduler", "sampler", "state", "torch_rng", "cuda_rng")
 
@@ -81,3 +98,99 @@ def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: Any, sched
     if blob["cuda_rng"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(blob["cuda_rng"])
     return TrainState(**blob["state"])
+
+
+# -- preemption ---------------------------------------------------------------------------------------------
+def exit_status(signum: int) -> int:
+    """The exit status of a run stopped by `signum`: 128 + its number, what a shell reports for a process the
+    signal ended (143 for SIGTERM, 130 for SIGINT): schedulers and wrappers read it as "terminated", and it
+    differs from 0 (done), 1 (crash), 2 (bad input) and 75 (another process runs the job)."""
+    return 128 + int(signum)
+
+
+class Preempted(Exception):
+    """Training stopped after a whole step because the process was asked to stop; the checkpoint is written.
+
+    `preempted` tells `bench.logger.RunLogger` to finish W&B marked preempted; `exit_code` is the process's status."""
+
+    preempted = True
+
+    def __init__(self, signum: int, step: int, checkpoint: Optional[Path]) -> None:
+        self.signum, self.step, self.checkpoint = int(signum), step, checkpoint
+        self.exit_code = exit_status(signum)
+        super().__init__(f"{signal.Signals(self.signum).name} after step {step}; checkpoint {checkpoint} written")
+
+
+class StopSignal:
+    """SIGTERM and SIGINT as a request to stop after the current step, read by `stop_point` (one per process: STOP)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    REPEAT_S = 1.0  # a repeat within this many seconds is the same event delivered twice
+
+    def __init__(self) -> None:
+        self.signum: Optional[int] = None
+        self._at = 0.0
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        """Handle SIGTERM and SIGINT in this process (call from the main thread; again: no-op)."""
+        for sig in self.SIGNALS:
+            if sig not in self._previous:
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        """Restore the handlers that were there before `install`."""
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous = {}
+
+    def reset(self) -> None:
+        """Forget a request (tests)."""
+        self.signum, self._at = None, 0.0
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        now = time.monotonic()
+        if self.signum is not None:
+            if now - self._at < self.REPEAT_S:
+                return
+            self.uninstall()
+            signal.raise_signal(signum)  # the default action now: stop at once
+            return
+        self.signum, self._at = signum, now
+        name = signal.Signals(signum).name
+        os.write(2, f"\n[{name}] stopping after this step with a checkpoint; send it again to stop at once\n".encode())
+
+
+STOP = StopSignal()
+
+
+def agreed_signal(device: Optional[torch.device] = None, signals: StopSignal = STOP) -> int:
+    """The signal number every process of the run agrees to stop on (0: none): this process's request, or under
+    torchrun the largest any rank received (one all_reduce; on `device`, the rank's CUDA device under nccl). Ranks
+    whose process group is not up yet do not stop here (they could not agree): their first step decides."""
+    signum = signals.signum or 0
+    if is_distributed():
+        import torch.distributed as dist
+
+        if device is None:
+            device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+        flag = torch.tensor([signum], dtype=torch.int32, device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag.item())
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        return 0
+    return signum
+
+
+def stop_point(save: Callable[[TrainState], None], path: Optional[Path], device: torch.device,
+               signals: StopSignal = STOP) -> Callable[[TrainState], None]:
+    """The training loop's end-of-step hook: when a stop was asked for (on any rank: `agreed_signal`, so every rank
+    stops after the same step), `save(state)` and raise `Preempted`."""
+
+    def check(state: TrainState) -> None:
+        signum = agreed_signal(device, signals)
+        if signum:
+            save(state)
+            raise Preempted(signum, state.step, path)
+
+    return check

@@ -3,31 +3,44 @@
     python -m bench.run sampler=history dataset=kdd04
     python -m bench.run -m sampler=uniform,nws seed=0,1,2
 
-Every user error ends here as one line on stderr and exit status 2, before training: a command line that does
-not compose (a misspelled key, a wrong type, an unknown group option: checked for every sweep value before the
-first job), a value out of range (`bench.config.validate`), a part that cannot be built (`bench.build`).
+Exit status (what a scheduler or a wrapper script can act on):
+- 0: every job finished (or had finished before: its row is kept and it is skipped);
+- 2: bad input, as ONE line on stderr before any data is loaded or any job starts (`bench.preflight`: every job
+  of a sweep composed and validated, folders writable, the sketch within the memory budget), or, for what only
+  the data can tell (a batch larger than the dataset, AUC on a one-class test split), before that job trains;
+- 75 (EX_TEMPFAIL): another live process runs this job now (`bench.lock`); in a sweep the job is left to it and
+  the others run, and the status is 75 at the end: run the command again later to collect everything;
+- 128 + the signal's number, 143 for SIGTERM (SLURM preemption, `kill`, `docker stop`) and 130 for SIGINT (Ctrl-C):
+  stopped after a whole step with a checkpoint, W&B finished marked preempted, the rest of a sweep not started
+  (`bench.checkpoint`); the same command resumes. Under torchrun every rank stops after the same step;
+- 1: anything else (a crash, with its traceback).
 """
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import sys
-from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import hydra
 import torch
-from hydra.errors import HydraException
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from .config import ConfigError, composition_error, register_configs, validate
+from .checkpoint import STOP, Preempted, agreed_signal, exit_status
+from .config import ConfigError, register_configs, validate
 from .distributed import cleanup
-from .overrides import NotEnumerable, job_variants, parse
+from .lock import EXIT_LOCKED, RunLocked
+from .preflight import CONF_DIR, check_command_line, preflight
 
 __all__ = ["cli", "main", "check_command_line", "CONF_DIR"]
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+log = logging.getLogger("bench.cli")
 
 register_configs()
+
+_LEFT: list[str] = []  # jobs of this sweep left to the live processes that hold their locks
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -35,65 +48,69 @@ def main(cfg: DictConfig) -> Optional[float]:
     """Hydra entry: validate, run, print the table; return the final target metric (for sweepers)."""
     from .run import run
 
+    signum = agreed_signal()
+    if signum:  # the signal came between two jobs of a sweep: start no more
+        _stopped(f"{signal.Signals(signum).name} before {_job()} started", signum)
     try:
         validate(cfg)
         row = run(cfg)
     except ConfigError as exc:
         _fail(exc)
+    except RunLocked as exc:
+        if not _multirun():
+            _say(f"error: {exc}")
+            sys.exit(EXIT_LOCKED)
+        log.warning(f"{_job()} left to the process that runs it: {exc}")
+        _LEFT.append(exc.rid)
+        return None
+    except Preempted as exc:
+        rest = "; the jobs after it were not started" if _multirun() else ""
+        _stopped(f"{signal.Signals(exc.signum).name} after step {exc.step} of {_job()}; checkpoint {exc.checkpoint} "
+                 f"written{rest}", exc.signum)
     if row.world_size == 1 or torch.distributed.get_rank() == 0:  # rank 0 speaks for the job
         print(row.summary_table())
         print(f"row: {row.path(cfg.paths.results_dir)}")
     return row.final_metric
 
 
-def check_command_line(argv: list[str]) -> None:
-    """Compose the command line's config the way Hydra will, for every sweep value, and raise ConfigError with
-    one line for what Hydra would report in several (a misspelled key, a wrong type, an unknown group option).
-
-    Only plain overrides (and -m/--multirun) are checked; a command line with other Hydra flags, and sweeps a
-    sweeper plugin expands (intervals, globs), are left to Hydra itself."""
-    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
-        return
-    overrides = [a for a in argv if not a.startswith("-")]
-    multirun = len(overrides) < len(argv)
-    try:
-        variants = job_variants(overrides) if multirun else [overrides]
-    except NotEnumerable as exc:
-        plain = [line for o, line in zip(parse(overrides), overrides) if not o.is_sweep_override()]
-        if _compose(plain).hydra.sweeper._target_.endswith("BasicSweeper"):
-            raise ConfigError(f"<{exc.override}> is not allowed: the basic sweeper takes value lists (a,b,c), choice(...) "
-                              f"and range(...)") from None
-        return
-    except HydraException as exc:
-        raise ConfigError(composition_error(exc, overrides)) from None
-    for variant in variants:
-        _compose(variant)
+def _multirun() -> bool:
+    return HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
 
 
-def _compose(overrides: list[str]) -> DictConfig:
-    """Compose conf/config.yaml with `overrides` and Hydra's own config; a Hydra error becomes a one-line ConfigError."""
-    from hydra import compose, initialize_config_dir
-
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name="config", overrides=overrides, return_hydra_config=True)
-    except HydraException as exc:
-        raise ConfigError(composition_error(exc, overrides)) from None
+def _job() -> str:
+    return f"job #{HydraConfig.get().job.num} of the sweep" if _multirun() else "the run"
 
 
-def _fail(exc: ConfigError) -> None:
+def _say(line: str) -> None:
+    """Print one line on stderr, from rank 0 only under torchrun."""
+    if os.environ.get("RANK", "0") == "0":
+        print(line, file=sys.stderr, flush=True)
+
+
+def _stopped(what: str, signum: int) -> NoReturn:
+    _say(f"stopped: {what}; run the same command to resume (exit status {exit_status(signum)})")
+    cleanup()  # every rank stopped at the same point: the process group can be torn down
+    sys.exit(exit_status(signum))
+
+
+def _fail(exc: ConfigError) -> NoReturn:
     print(f"error: {exc}", file=sys.stderr)
     sys.exit(2)
 
 
 def cli() -> None:
-    """`python -m bench.run ...`: offline defaults for the Hugging Face libraries, the command-line check (one line
-    and exit status 2 when it does not compose), then Hydra."""
+    """`python -m bench.run ...`: offline defaults for the Hugging Face libraries, SIGTERM/SIGINT as a request to stop
+    after a checkpoint, the preflight (one line and exit status 2 on a problem), then Hydra."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # read when `datasets` is first imported (lazily, in bench.data)
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    STOP.install()
     try:
-        check_command_line(sys.argv[1:])
+        preflight(sys.argv[1:])
     except ConfigError as exc:
         _fail(exc)
     main()
     cleanup()  # the process group lives for the whole process (all jobs of a sweep); not on errors (see cleanup)
+    if _LEFT:
+        _say(f"error: {len(_LEFT)} job(s) of this sweep were left to the processes running them ({', '.join(_LEFT)}); "
+             f"run the same command again when they have ended (exit status {EXIT_LOCKED})")
+        sys.exit(EXIT_LOCKED)

@@ -1,6 +1,7 @@
 """Structured configs (dataclass schemas in Hydra's ConfigStore) and the semantic checks run before training.
 
-The schemas make a misspelled key or a value of the wrong type fail when Hydra composes the config
+The schemas (the top level's included: `RunConfig`) make a misspelled key or a value of the wrong type fail when
+Hydra composes the config
 (`composition_error` turns Hydra's message into one line); the checks in `validate` catch keys added with
 `+` that the schema does not know and values of the right type but out of range (width 0, bandwidth <= 0,
 a target outside [0, 1], a batch larger than the dataset, ...) and raise `ConfigError` with one line naming
@@ -19,17 +20,19 @@ from typing import Any, Optional, Sequence
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from .data import TensorData
 from .metrics import METRICS, metrics_for
 from .models import MODELS
 from .registry import SAMPLERS, config_error, sampler_schema
 from .schema import parameter, schema_from_signature
 
-__all__ = ["ConfigError", "register_configs", "validate", "composition_error", "FAMILIES"]
+__all__ = ["ConfigError", "RunConfig", "TOP_LEVEL", "register_configs", "validate", "validate_against_data",
+           "composition_error", "FAMILIES"]
 
 FAMILIES = ("srp", "pstable")
 KEY_INPUTS = ("raw", "projection")
 DEVICES = ("auto", "cpu", "cuda")
-SCHEDULES = ("constant", "cosine", "onecycle")
+SCHEDULES = ("constant", "cosine", "onecycle", "linear")
 WANDB_MODES = ("online", "offline", "disabled")
 
 
@@ -46,6 +49,41 @@ class DatasetConfig:
     options: dict = field(default_factory=dict)  # dataset builder options (e.g. synthetic n, d; hub max_rows)
     metric: str = "accuracy"  # the dataset's natural target metric
     target: Optional[float] = None  # the dataset's default time-to-target threshold (null: none; reports use uniform's)
+    label_noise: float = 0.0  # fraction in [0, 1) of training labels replaced by a wrong one (fixed seed; test set clean)
+
+
+TABLE_METRICS = {"binary": "auc", "multiclass": "accuracy", "regression": "mse"}  # metric=auto, by the table's task
+
+
+@dataclass
+class TableDatasetConfig(DatasetConfig):
+    """Your own table (`dataset=table`): read by `bench.data`'s `table` loader, cached and identified by its content.
+
+    `dataset.label` names the column to predict; `dataset.target` stays what it is for every dataset, the
+    time-to-target threshold. The file's path is not part of the run id (the content's fingerprint is)."""
+
+    name: str = "table"  # what rows, W&B and reports call this table (name it to tell tables apart)
+    path: Optional[str] = None  # the table: a CSV, TSV, Parquet or JSON-lines file, or a folder saved with save_to_disk
+    label: Optional[str] = None  # the column to predict (the target column)
+    task: str = "auto"  # auto (from the label column: see the log line), binary, multiclass or regression
+    categorical: Optional[list] = None  # columns embedded as categories (null: auto, the string and bool columns)
+    drop: list = field(default_factory=list)  # columns to ignore (ids, free text, leaks)
+    test_path: Optional[str] = None  # a separate test table with the same columns (null: split path)
+    test_fraction: float = 0.2  # the share of rows held out for testing (a fixed random split) without test_path
+    nan: str = "error"  # missing or infinite numeric features: error (say where), drop (those rows) or zero (the mean)
+    metric: str = "auto"  # auto: auc (binary), accuracy (multiclass), mse (regression); or any metric of the task
+
+
+def is_table(dataset: DictConfig) -> bool:
+    """Whether a `dataset` config node is a table of the user's (`dataset=table`)."""
+    return OmegaConf.get_type(dataset) is TableDatasetConfig
+
+
+def table_options(dataset: DictConfig) -> dict[str, Any]:
+    """The `table` loader's options (bench.data) from a `dataset=table` config node."""
+    node = OmegaConf.to_container(dataset, resolve=True)
+    keys = ("path", "label", "task", "categorical", "drop", "test_path", "test_fraction", "nan")
+    return {k: node[k] for k in keys}
 
 
 @dataclass
@@ -105,13 +143,14 @@ class TrainerConfig:
     evals_per_epoch: int = 4  # evaluations on the test split per epoch (excluded from the clock)
     target_metric: str = "${dataset.metric}"  # accuracy, auc, logloss or mse
     target: Optional[float] = "${dataset.target}"  # type: ignore[assignment]  # time-to-target threshold (null: none)
-    schedule: str = "constant"  # learning-rate schedule: constant, cosine or onecycle (per step)
+    schedule: str = "constant"  # learning-rate schedule per step: constant, cosine, onecycle or linear (decay to 0)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     checkpoint_every_s: float = 60.0  # write a resumable checkpoint this often (fair-clock seconds; 0: never)
     checkpoint_every_steps: int = 0  # also checkpoint every this many steps (0: never)
     eval_batch_size: int = 4096  # batch size for evaluation
     warmup_steps: int = 1  # untimed forward/backward passes on a throwaway copy before the clock starts
     threads: Optional[int] = None  # torch CPU threads (None: torch's default)
+    probe_size: int = 2048  # training items in the proxy-quality probe run at each evaluation (0: no probe)
 
 
 @dataclass
@@ -119,7 +158,9 @@ class WandbConfig:
     mode: str = "offline"  # online, offline (sync later with `wandb sync`) or disabled
     project: str = "nws-bench"  # W&B project
     entity: Optional[str] = None  # W&B team or user (None: the key's default)
-    tags: list = field(default_factory=list)  # extra tags
+    tags: list = field(default_factory=list)  # extra tags (sampler:, dataset: and model: tags are always added)
+    group: Optional[str] = None  # W&B group (null: the experiment `<dataset>-<experiment_id>`, which a report compares)
+    job_type: str = "train"  # W&B job type
     init_timeout_s: float = 30.0  # give up on an online W&B start after this long (no network) and log offline
 
 
@@ -134,10 +175,33 @@ class PathsConfig:
     results_dir: str = "results"  # result rows and checkpoints, keyed by run id (stable across re-runs)
 
 
+@dataclass
+class RunConfig:
+    """The top level of conf/config.yaml (`defaults: [base_config, ...]`): its groups and its own keys, so a
+    misspelled top-level key or a wrong type fails like a nested one. The groups' schemas are their own."""
+
+    dataset: Any = MISSING
+    model: Any = MISSING
+    sampler: Any = MISSING
+    sketch: Any = MISSING
+    trainer: Any = MISSING
+    logger: Any = MISSING
+    paths: Any = MISSING
+    seed: int = 0  # seeds model init, the sampler's generator and the sketch's hash functions
+    device: str = "auto"  # auto (cuda when available), cpu or cuda
+    resume: bool = True  # skip a finished run; continue a killed or preempted one from its checkpoint
+    progress: bool = True  # show progress bars
+    memory_budget_gb: Optional[float] = None  # GiB a run's sketch and slots may take (null: half the available memory; bench.preflight)
+
+
+TOP_LEVEL = tuple(f.name for f in dataclasses.fields(RunConfig))
+
+
 def register_configs() -> None:
     """Store the schemas so that conf/*.yaml files can extend them (`defaults: [base_<group>]`)."""
     cs = ConfigStore.instance()
     cs.store(group="dataset", name="base_dataset", node=DatasetConfig)
+    cs.store(group="dataset", name="base_table", node=TableDatasetConfig)
     for name, schema in MODEL_SCHEMAS.items():
         cs.store(group="model", name=f"base_{name}", node=schema)
     cs.store(group="sketch", name="base_sketch", node=SketchConfig)
@@ -146,6 +210,7 @@ def register_configs() -> None:
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
     cs.store(group="logger", name="base_logger", node=LoggerConfig)
     cs.store(group="paths", name="base_paths", node=PathsConfig)
+    cs.store(name="base_config", node=RunConfig)
 
 
 # -- semantic checks ---------------------------------------------------------------------------------
@@ -214,9 +279,18 @@ def _validate_model(cfg: DictConfig) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first config key unknown to its schema or value out of its allowed range."""
+    for key in cfg.keys():  # added with `+` (Hydra lets that through a schema)
+        if key not in TOP_LEVEL and key != "hydra":
+            _fail(str(key), OmegaConf.select(cfg, str(key), throw_on_resolution_failure=False),
+                  f"the config has no such key; its keys: {', '.join(TOP_LEVEL)}")
     for group in ("dataset", "model", "sampler", "sketch", "trainer", "logger", "paths"):
         if group in cfg:
             _known_keys(cfg[group], f"{group}.")
+    for key in ("resume", "progress"):
+        if not isinstance(cfg.get(key, True), bool):
+            _fail(key, cfg[key], "true or false")
+    if "memory_budget_gb" in cfg:
+        _positive(cfg, "memory_budget_gb", allow_none=True)
     _one_of(cfg, "device", DEVICES)
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
         _fail("seed", cfg.seed, "an integer >= 0")
@@ -237,6 +311,7 @@ def validate(cfg: DictConfig) -> None:
     _int_at_least(cfg, "trainer.eval_batch_size", 1)
     _int_at_least(cfg, "trainer.warmup_steps", 0)
     _int_at_least(cfg, "trainer.checkpoint_every_steps", 0)
+    _int_at_least(cfg, "trainer.probe_size", 0)
     _positive(cfg, "trainer.max_time_s", allow_none=True)
     _positive(cfg, "trainer.optimizer.lr")
     if cfg.trainer.threads is not None:
@@ -245,11 +320,19 @@ def validate(cfg: DictConfig) -> None:
     if isinstance(cp, bool) or not isinstance(cp, (int, float)) or not math.isfinite(cp) or cp < 0:
         _fail("trainer.checkpoint_every_s", cp, "a number >= 0 (0: never)")
     _one_of(cfg, "trainer.schedule", SCHEDULES)
-    _one_of(cfg, "trainer.target_metric", METRICS)
-    _validate_target(cfg.trainer.target, METRICS[cfg.trainer.target_metric])
+    table = is_table(cfg.dataset)
+    _one_of(cfg, "trainer.target_metric", (*METRICS, "auto") if table else METRICS)  # a table's auto: bench.build
+    if cfg.trainer.target_metric in METRICS:
+        _validate_target(cfg.trainer.target, METRICS[cfg.trainer.target_metric])
+    if table:
+        _validate_table(cfg)
     for key in ("dataset.train_size", "dataset.test_size"):
         if _get(cfg, key) is not None:
             _int_at_least(cfg, key, 1)
+    try:  # the range's owner is TensorData.with_label_noise
+        TensorData.check_label_noise(cfg.dataset.label_noise)
+    except ValueError as exc:
+        raise ConfigError(f"<dataset.label_noise={cfg.dataset.label_noise!r}> is not allowed: {exc}") from None
     _one_of(cfg, "logger.wandb.mode", WANDB_MODES)
     _positive(cfg, "logger.wandb.init_timeout_s")
     _validate_model(cfg)
@@ -267,6 +350,21 @@ def _validate_target(t: Any, metric: Any) -> None:
         _fail("trainer.target", t, f"a number >= 0 for {metric.name}")
 
 
+def _validate_table(cfg: DictConfig) -> None:
+    """A table's options, checked by the table loader's own checks (bench.data.check_table_options). A missing
+    path or label is reported where the table is read (bench.build.resolved_config), so `dataset=table` alone
+    composes and validates like every group option."""
+    from .data import TableError, check_table_options
+
+    options = table_options(cfg.dataset)
+    try:
+        check_table_options(**{**options, "path": options["path"] or ".", "label": options["label"] or "?"})
+    except TableError as exc:
+        raise ConfigError(f"<dataset.{exc.option}={exc.value!r}> is not allowed: {exc.reason}") from None
+    if cfg.dataset.metric != "auto":
+        _one_of(cfg, "dataset.metric", (*METRICS, "auto"))
+
+
 def _validate_sampler(cfg: DictConfig) -> None:
     """The sampler's options, checked by the sampler's own constructor checks (one owner per allowed range)."""
     options = {k: v for k, v in OmegaConf.to_container(cfg.sampler, resolve=True).items() if k != "name"}
@@ -276,13 +374,22 @@ def _validate_sampler(cfg: DictConfig) -> None:
         raise ConfigError(config_error(exc, "sampler", options) or f"<sampler={cfg.sampler.name}> is not allowed: {exc}") from None
 
 
-def validate_against_data(cfg: DictConfig, num_train: int, task: str) -> None:
-    """Checks that need the dataset: batch size vs rows, metric vs task (the sampler checks its own sizes when built)."""
+def validate_against_data(cfg: DictConfig, num_train: int, task: str, y_test: Any = None) -> None:
+    """Checks that need the dataset: batch size vs rows, metric vs task (the sampler checks its own sizes when built),
+    and, given the test labels, that the target metric can be computed on the test split (AUC needs both classes)."""
     if cfg.trainer.batch_size > num_train:
         _fail("trainer.batch_size", cfg.trainer.batch_size, f"an integer in [1, {num_train}] (the training rows)")
     allowed = metrics_for(task)
     if cfg.trainer.target_metric not in allowed:
         _fail("trainer.target_metric", cfg.trainer.target_metric, f"one of {', '.join(allowed)} for a {task} dataset")
+    _validate_target(cfg.trainer.target, METRICS[cfg.trainer.target_metric])  # again: a table's metric was auto
+    if cfg.trainer.target_metric == "auc" and y_test is not None:
+        positive = int((y_test > 0.5).sum())
+        negative = int(y_test.numel()) - positive
+        if not (positive and negative):
+            others = ", ".join(m for m in allowed if m != "auc")
+            _fail("trainer.target_metric", "auc", f"AUC needs both classes in the test split, which has {positive} "
+                  f"positive and {negative} negative rows; use {others}, or a test split with both classes")
 
 
 # -- Hydra's composition errors, in one line ----------------------------------------------------------------
@@ -305,8 +412,15 @@ def composition_error(exc: BaseException, overrides: Sequence[str]) -> str:
     missing = getattr(exc, "missing_cfg_file", None)
     if missing and getattr(exc, "options", None):
         group, _, option = missing.rpartition("/")
+        for o in overrides:  # an option with a slash in it (a file path) is not a subgroup
+            key, _, value = o.lstrip("+~").partition("=")
+            if missing == f"{key}/{value}":
+                group, option = key, value
         choices = [o for o in exc.options if not o.startswith("base_")]  # type: ignore[attr-defined]
-        return f"<{group}={option}> is not allowed: one of {', '.join(choices)} (conf/{group}/)"
+        line = f"<{group}={option}> is not allowed: one of {', '.join(choices)} (conf/{group}/)"
+        if group == "dataset" and ("/" in option or "." in option):
+            line += f"; for a table of your own: dataset=table dataset.path={option} dataset.label=COLUMN"
+        return line
     cause = exc.__cause__
     key = getattr(cause, "full_key", None)
     if key:
@@ -315,9 +429,12 @@ def composition_error(exc: BaseException, overrides: Sequence[str]) -> str:
         override = first[len(merging):] if first.startswith(merging) else _override_for(key, overrides)
         schema = getattr(cause, "object_type", None)
         reason = str(cause).splitlines()[0]
+        if "is not a valid bool" in reason:  # OmegaConf would also take yes/no/on/off/1/0 (bench.preflight refuses those)
+            reason = "true or false"
         if dataclasses.is_dataclass(schema) and reason.startswith("Key "):
             parent = key.rpartition(".")[0] or "the config"
             known = ", ".join(f.name for f in dataclasses.fields(schema) if not f.name.startswith("_"))
             return f"<{override}> is not allowed: {parent} has no key {key.rpartition('.')[2]!r}; its keys: {known}"
-        return f"<{override}> is not allowed: {reason}"
+        hint = ("; a table's target column is dataset.label" if key == "dataset.target" and "convert" in reason else "")
+        return f"<{override}> is not allowed: {reason}{hint}"
     return _one_line(exc) + (f" ({_one_line(cause)})" if cause is not None else "")

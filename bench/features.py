@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from dataclasses import asdict
 from typing import Any, Optional
@@ -23,6 +24,8 @@ import torch
 
 from sketch import NWSketch, make_hash
 from .results import atomic_write
+
+log = logging.getLogger("bench.features")
 
 __all__ = ["hash_keys", "build_sketch", "cached_slots", "sketch_and_slots"]
 
@@ -108,17 +111,40 @@ def cached_slots(
     extra: Optional[dict[str, Any]] = None,
     chunk: int = 65536,
 ) -> torch.Tensor:
-    """Return int32 slots [N, L] of `keys` under `sketch`, from `cache_dir` when computed before."""
+    """Return int32 slots [N, L] of `keys` under `sketch`, from `cache_dir` when computed before.
+
+    A cached file that cannot be read or does not hold int32 [N, L] slots in range is recomputed and rewritten,
+    with one warning."""
     path = None
     if cache_dir is not None:
         path = Path(cache_dir) / "slots" / f"{_cache_key(sketch, keys, tag, extra or {})}.pt"
         if path.is_file():
-            return torch.load(path, map_location=sketch.device)
+            cached = _read_slots(path, sketch, len(keys))
+            if cached is not None:
+                return cached
     slots = torch.cat([sketch.slots(keys[i : i + chunk].to(sketch.device)).to(torch.int32)
                        for i in range(0, len(keys), chunk)])
     if path is not None:
         atomic_write(path, lambda f: torch.save(slots.cpu(), f))
     return slots
+
+
+def _read_slots(path: Path, sketch: NWSketch, n: int) -> Optional[torch.Tensor]:
+    """The slots cached at `path`, or None (and one warning) when the file is corrupt or not what it should be."""
+    try:
+        slots = torch.load(path, map_location=sketch.device, weights_only=True)
+        depth = sketch.table.shape[0] // sketch.width  # slots per item: one per sketch row
+        shape_ok = isinstance(slots, torch.Tensor) and slots.dtype == torch.int32 and slots.dim() == 2
+        if not shape_ok or tuple(slots.shape) != (n, depth):
+            raise ValueError(f"it holds {type(slots).__name__} {getattr(slots, 'dtype', '')} "
+                             f"{tuple(getattr(slots, 'shape', ()))}, not int32 slots [{n}, {depth}]")
+        if n and (int(slots.min()) < 0 or int(slots.max()) >= sketch.table.shape[0]):
+            raise ValueError(f"its slots fall outside [0, {sketch.table.shape[0]})")
+        return slots
+    except Exception as exc:  # noqa: BLE001 - truncated, corrupt or foreign: compute the slots again
+        text = " ".join(str(exc).split())[:160]
+        log.warning(f"the NWS slots cache {path} cannot be used ({type(exc).__name__}: {text}): recomputing it")
+        return None
 
 
 def sketch_and_slots(spec: Any, data: Any, *, seed: int, device: torch.device | str, cache_dir: Optional[str]) -> tuple[NWSketch, torch.Tensor]:

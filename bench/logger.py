@@ -11,17 +11,40 @@ fails (the run's exception then propagates unchanged).
     with RunLogger(run_dir, config=cfg_dict, mode="offline", project="nws-bench", name=run_id) as log:
         log.log({"metric": 0.8}, step=10)
         log.summary({"time_to_target_s": 12.3})
+
+What a benchmark run sends W&B (`run_logger`, used by `bench.run`), so that runs group and plot the way the
+benchmark reads them (`python -m bench.wandb_dashboard` builds the matching workspace):
+- every evaluation under its own name (`wandb_point`): `test/<metric>` (`test/auc`, `test/accuracy`, ...),
+  `train/loss`, `probe/<name>` for the proxy-quality probe, and the training clock `train/time_s` (the fair
+  clock) with `train/step` and `train/epoch`; W&B's own step is the training step;
+- `define_metric`: every `test/`, `train/` and `probe/` key is plotted against `train/time_s` by default (the
+  step stays available as an x-axis), and each metric's summary is its best value (`max` or `min` by the
+  metric's direction, bench.metrics.METRICS); the result row's scalars are added to the summary at the end;
+- group: `logger.wandb.group`, by default the experiment (`<dataset>-<experiment_id>`: the runs one report
+  compares); tags `sampler:<name>`, `dataset:<name>`, `model:<class>` plus `logger.wandb.tags`;
+  job type `logger.wandb.job_type` ("train");
+- config: the run's identity (what it computes) with its ids, without this machine's paths (`portable`);
+- id: the run id, with `resume="allow"`: a killed run that resumes from its checkpoint continues the same W&B
+  run (offline, each session writes its own `offline-run-*` folder with that id: `wandb sync` uploads them into
+  one run). `resume=false` starts a new W&B run (`<run_id>-<time>`).
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Optional
 
-__all__ = ["RunLogger", "has_wandb_key"]
+from .metrics import METRICS
+
+__all__ = ["RunLogger", "run_logger", "has_wandb_key", "wandb_point", "wandb_key", "metric_key", "portable",
+           "CLOCK_KEY", "STEP_KEY"]
+
+CLOCK_KEY = "train/time_s"  # the fair training clock: the default x-axis of every benchmark chart
+STEP_KEY = "train/step"  # the training step (also W&B's own step)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +76,8 @@ class RunLogger:
         name: Optional[str] = None,
         group: Optional[str] = None,
         init_timeout_s: float = 30.0,
+        run_id: Optional[str] = None,
+        job_type: Optional[str] = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -62,9 +87,11 @@ class RunLogger:
         self._run = None
         self.init_timeout_s = init_timeout_s
         if mode != "disabled":
-            self._start_wandb(config, project, entity, list(tags or []), name, group)
+            ident = {"name": name, "group": group, "id": run_id, "job_type": job_type,
+                     "resume": "allow" if run_id else None}
+            self._start_wandb(portable(config), project, entity, list(tags or []), ident)
 
-    def _start_wandb(self, config: dict, project: str, entity: Optional[str], tags: list, name: Optional[str], group: Optional[str]) -> None:
+    def _start_wandb(self, config: dict, project: str, entity: Optional[str], tags: list, ident: dict) -> None:
         try:
             import wandb
         except ImportError as exc:
@@ -78,10 +105,11 @@ class RunLogger:
             mode = "offline"
         for attempt in (mode, "offline") if mode == "online" else (mode,):
             try:
-                self._run = wandb.init(project=project, entity=entity, config=config, tags=tags, name=name, group=group,
+                self._run = wandb.init(project=project, entity=entity, config=config, tags=tags, **ident,
                                        dir=str(self.run_dir), mode=attempt, reinit="finish_previous",
                                        settings=wandb.Settings(silent=True, init_timeout=self.init_timeout_s))
                 self.mode = attempt
+                self._define_metrics()
                 return
             except Exception as exc:  # no network, bad key, ...: the run must go on
                 warnings.warn(f"W&B {attempt} init failed ({_one_line(exc)}); "
@@ -89,10 +117,38 @@ class RunLogger:
         self.mode = "disabled"
         self._run = None
 
+    def _define_metrics(self) -> None:
+        """Plot every benchmark key against the training clock and summarise each metric by its best value."""
+        define = getattr(self._run, "define_metric", None)
+        if define is None:  # a stand-in run without it
+            return
+        try:
+            define(CLOCK_KEY, summary="max")
+            define(STEP_KEY, summary="max")
+            for glob in ("train/*", "test/*", "probe/*"):
+                define(glob, step_metric=CLOCK_KEY)
+            for name, metric in METRICS.items():
+                define(metric_key(name), step_metric=CLOCK_KEY, summary="max" if metric.higher_is_better else "min")
+            define("test/loss", step_metric=CLOCK_KEY, summary="min")
+        except Exception as exc:  # the W&B service died: the run goes on
+            self._drop_wandb("define_metric", exc)
+
+    def log_eval(self, point: dict[str, Any]) -> None:
+        """Record one evaluation of the training loop (`bench.train`'s point: step, time_s, test_*, probe_*, ...):
+        as it is in metrics.jsonl, under the benchmark's W&B names (`wandb_point`) in W&B, at its step."""
+        self._write(point["step"], point)
+        self._send(wandb_point(point), point["step"])
+
     def log(self, metrics: dict[str, Any], step: int) -> None:
         """Record `metrics` at `step` locally and in W&B."""
+        self._write(step, metrics)
+        self._send(metrics, step)
+
+    def _write(self, step: int, metrics: dict[str, Any]) -> None:
         self._metrics.write(json.dumps({"step": step, **metrics}, default=float) + "\n")
         self._metrics.flush()
+
+    def _send(self, metrics: dict[str, Any], step: int) -> None:
         if self._run is not None:
             try:
                 self._run.log(metrics, step=step)
@@ -115,24 +171,82 @@ class RunLogger:
                       f"files go on <logger.wandb.mode={self.mode}>")
         self._finish_wandb(exit_code=1)
 
-    def _finish_wandb(self, exit_code: int = 0) -> None:
-        """Finish the W&B run, if any; a failure to finish is a warning, never an exception."""
+    def _finish_wandb(self, exit_code: int = 0, preempted: bool = False) -> None:
+        """Finish the W&B run, if any (marked preempted first when asked); a failure is a warning, never an exception."""
         run, self._run = self._run, None
         if run is None:
             return
         try:
+            if preempted:
+                run.mark_preempting()
             run.finish(exit_code=exit_code)
         except Exception as exc:
             warnings.warn(f"W&B finish failed ({_one_line(exc)}) <logger.wandb.mode={self.mode}>")
 
-    def close(self, exit_code: int = 0) -> None:
-        """Close the local file and finish the W&B run (always safe to call twice; never raises)."""
+    def close(self, exit_code: int = 0, preempted: bool = False) -> None:
+        """Close the local file and finish the W&B run, marked preempted if `preempted` (always safe to call twice;
+        never raises)."""
         if not self._metrics.closed:
             self._metrics.close()
-        self._finish_wandb(exit_code)
+        self._finish_wandb(exit_code, preempted)
 
     def __enter__(self) -> "RunLogger":
         return self
 
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        self.close(exit_code=0 if exc_type is None else 1)
+    def __exit__(self, exc_type: object, exc: Optional[BaseException], tb: object) -> None:
+        # a stop on request (bench.checkpoint.Preempted: preempted, exit_code) is not a failure: W&B shows it preempted
+        if getattr(exc, "preempted", False):
+            self.close(exit_code=int(getattr(exc, "exit_code", 1)), preempted=True)
+        else:
+            self.close(exit_code=0 if exc_type is None else 1)
+
+
+def metric_key(name: str) -> str:
+    """The W&B key of an evaluation metric (`auc` -> `test/auc`)."""
+    return f"test/{name}"
+
+
+def wandb_key(key: str) -> Optional[str]:
+    """The W&B key of an evaluation point's key: `test_auc` -> `test/auc`, `probe_vr` -> `probe/vr`,
+    `train_loss` -> `train/loss`, `time_s`/`step`/`epoch` -> `train/...`; None for `metric` (the target metric,
+    which is already there under its own name); any other key unchanged."""
+    if key == "metric":
+        return None
+    for prefix in ("test", "probe", "train"):
+        if key.startswith(prefix + "_"):
+            return f"{prefix}/{key[len(prefix) + 1:]}"
+    return f"train/{key}" if key in ("time_s", "step", "epoch") else key
+
+
+def wandb_point(point: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation point (bench.train) under its W&B keys (`wandb_key`)."""
+    return {wandb_key(k): v for k, v in point.items() if wandb_key(k) is not None}
+
+
+def portable(value: Any) -> Any:
+    """`value` (a config) without this machine's paths: an absolute path (or `~/...`) becomes its last part."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v) for v in value]
+    if isinstance(value, str) and (os.path.isabs(value) or value.startswith("~")):
+        return os.path.basename(value.rstrip("/\\")) or value
+    return value
+
+
+def run_logger(run_dir: str | Path, cfg: Any, resolved: dict[str, Any], rid: str, enabled: bool = True) -> RunLogger:
+    """The `RunLogger` of one benchmark run (`cfg`: its Hydra config; `resolved`: the resolved config its id `rid`
+    was computed from, see bench.build.resolved_config): named, grouped, tagged and configured as the module
+    docstring says. `enabled=False` (the other ranks of a data-parallel job) writes local files only."""
+    from .results import experiment_id, group_id, identity
+
+    w = cfg.logger.wandb
+    model = str(cfg.model._target_).rsplit(".", 1)[-1]
+    config = {**identity(resolved), "run_id": rid, "group_id": group_id(resolved),
+              "experiment_id": experiment_id(resolved)}
+    tags = [f"sampler:{cfg.sampler.name}", f"dataset:{cfg.dataset.name}", f"model:{model}", *map(str, w.tags)]
+    return RunLogger(run_dir, config=config, mode=w.mode if enabled else "disabled", project=w.project,
+                     entity=w.entity, tags=list(dict.fromkeys(tags)),
+                     name=f"{cfg.dataset.name}-{cfg.sampler.name}-s{cfg.seed}-{rid}",
+                     group=w.group or f"{cfg.dataset.name}-{experiment_id(resolved)}", init_timeout_s=w.init_timeout_s,
+                     run_id=rid if cfg.resume else f"{rid}-{time.strftime('%Y%m%d-%H%M%S')}", job_type=w.job_type)

@@ -1,5 +1,7 @@
 """Models for the benchmark: every one maps `(x_num, x_cat)` to logits `[b, num_outputs]`.
 
+Every model also has `embed(x_num, x_cat)`: its penultimate features (what NWS may hash, `sketch.key.input=model`).
+
 Constructors take the dataset's `input_shape`, `cardinalities` and `num_outputs` first, then their own
 hyperparameters with defaults, so Hydra can build any of them the same way:
 
@@ -126,6 +128,10 @@ class MLP(Configurable, nn.Module):
     def forward(self, x_num: torch.Tensor | None, x_cat: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(self.encoder(x_num, x_cat))
 
+    def embed(self, x_num: torch.Tensor | None, x_cat: torch.Tensor | None = None) -> torch.Tensor:
+        """The penultimate features: the input of the linear head (the encoded inputs for a linear model)."""
+        return self.net[:-1](self.encoder(x_num, x_cat))
+
 
 class EmbeddingMLP(MLP):
     """The CTR model of the paper's lineage: per-field embeddings (16) into a 4x800 ReLU MLP (+ dense features)."""
@@ -167,6 +173,10 @@ class TimmNet(Configurable, nn.Module):
 
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor | None = None) -> torch.Tensor:
         return self.model(x_num)
+
+    def embed(self, x_num: torch.Tensor, x_cat: torch.Tensor | None = None) -> torch.Tensor:
+        """The penultimate features: the pooled features before the classifier."""
+        return self.model.forward_head(self.model.forward_features(x_num), pre_logits=True)
 
 
 MODELS = {"mlp": MLP, "embedding_mlp": EmbeddingMLP, "timm": TimmNet}

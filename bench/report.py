@@ -1,16 +1,28 @@
-"""Summarize result rows into a markdown table, a CSV and plots.
+"""Summarize result rows into a markdown report, a CSV and plots, by the evaluation protocol (bench.protocol).
 
     python -m bench.report results/                      # writes results/report.md, summary.csv, *.png
     python -m bench.report multirun/2024-06-01 results/ --out reports/today --baseline uniform
     python -m bench.report results/ --fidelity results/sketch_fidelity.json
 
 PATH is any directory under which `runs/*.json` rows lie (a results, run or multirun dir), read with
-`bench.results.read_rows`. One table line per configuration over seeds: rows that differ in any setting but
-the seed (a sampler option, a sketch width, the learning rate, ...) are different lines, labelled by the
-settings that tell them apart, so a depth/width sweep shows one line per setting and nothing is pooled.
-Timing follows airbench/AlgoPerf: time-to-target is the row's first evaluation reaching the target (null =
-never = inf); we show its min / median over seeds with how many seeds reached it, and median/median against
-the baseline sampler of the same experiment. `±` is the sample std (ddof=1). Device, torch version and git commit are printed above the table and kept in summary.csv.
+`bench.results.read_rows`.
+
+**Lines, never pooled.** One table line per configuration over seeds: rows are seeds of one line only when their
+whole configuration but the seed is identical (`group_id`); rows that differ in anything else (a learning rate, a
+batch size, a sketch width) are different lines, labelled by the settings that tell them apart. Rows written
+before the typed row, which lack a `group_id`, are told apart by what they recorded plus their command-line
+overrides. **Experiments** are the rows that differ only in the sampler and what only samplers read
+(`experiment_id`); each is named by its `experiment=` override (else its dataset).
+
+**Targets from uniform.** Per experiment, T_u = the median over seeds of the baseline (uniform) sampler's final
+metric at the full budget, and a loose target 0.99 T_u (1.01 T_u where lower is better). Per line: fair-clock
+seconds and steps to reach T_u and the loose target (each seed's first evaluation reaching it, median over seeds,
+inf if never, with how many seeds reached it); the metric at uniform's median total clock (equal-time quality:
+the last evaluation at or before it, mean ± std over seeds); the final metric; the hand-set `trainer.target` as a
+secondary column. A target that uniform reaches inside its first epoch is flagged (†): every sampler ties there.
+Time-to-target cannot be finer than the evaluation interval, which the report states per experiment. The
+proxy-quality probe (`probe_vr`, `probe_spearman` in the curves, bench.probe) is shown when present.
+Device, torch version and git commit are printed above the table and kept in summary.csv.
 
     from bench.report import summarize, markdown_table, write_report
     df = summarize(read_rows("results")); print(markdown_table(df)); write_report(["results"], "out")
@@ -20,31 +32,37 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure  # no pyplot: no global state, renders with Agg
 
-from bench.metrics import METRICS
+from bench.plots import (flagged, number, op_symbol, plot_curves, plot_fidelity, plot_probe, plot_sweep, plot_ttt,
+                         setting_text)
+from bench.protocol import (eval_interval_steps, first_reach, inside_first_epoch, last_value, loose_target, median,
+                            uniform_target, value_at)
 from bench.results import ResultRow, read_rows
 
-__all__ = ["summarize", "markdown_table", "write_report", "frame", "ReportError", "main"]
+__all__ = ["summarize", "experiments", "markdown_table", "write_report", "frame", "ReportError", "main"]
+# The plots are bench.plots'; the curve readings (T_u, first reach, value at a time) are bench.protocol's.
 
 NUMERIC = ("seed", "target", "time_to_target_s", "final_metric", "best_metric", "train_time_s",
-           "sampler_time_s", "sampler_overhead", "steps")
+           "sampler_time_s", "sampler_overhead", "steps", "steps_per_epoch", "evals_per_epoch")
 TEXT = ("dataset", "model", "sampler", "target_metric", "device", "torch_version", "git_commit")
-ERROR_KEYS = ("error", "rel_error", "relative_error", "abs_error", "mae", "rmse")
-HIDDEN_KEYS = ("seed", "sampler.name")  # never part of a line's label (the seed varies within a line)
+HIDDEN_KEYS = ("seed", "sampler", "sampler.name", "experiment")  # never part of a line's label
+# Command-line overrides that say where things go or how they are shown, not what is computed (older rows only)
+IGNORED_OVERRIDES = ("seed", "paths.", "logger", "hydra", "progress", "resume", "dataset.root", "device")
+TARGETS = (("tu", "T_u"), ("loose", "0.99·T_u"), ("ttt", "hand target"))  # (column prefix, name)
 
 
 class ReportError(ValueError):
     """A problem with the input (no such path, no rows, unreadable file): one line for the user."""
 
 
+# -- one record per run ----------------------------------------------------------------------------------------
 def _time_to_target(row: ResultRow) -> float:
     if row.reached_target is None and row.time_to_target_s is None:
         return math.nan  # a row from an older version: unknown, not "never"
@@ -62,29 +80,57 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _overrides(row: ResultRow) -> dict[str, str]:
+    """The row's command-line overrides that change what it computes, as {key: value}."""
+    out = {}
+    for o in row.overrides or []:
+        key, _, value = str(o).partition("=")
+        key = key.lstrip("+~")
+        if not any(key == k or key.startswith(k if k.endswith(".") else k + ".") for k in IGNORED_OVERRIDES):
+            out[key] = value
+    return out
+
+
 def _settings(row: ResultRow) -> dict[str, Any]:
-    """The row's configuration, flattened: its identity config, or for an older row what it recorded."""
+    """The row's configuration, flattened: its identity config, or for an older row what it recorded plus its
+    command-line overrides (so rows that differ in an override the row did not record are not pooled)."""
     if row.config:
         return _flat(row.config)
-    return _flat({"sampler": {"name": row.sampler, **row.sampler_options}, "sketch": row.sketch or {},
-                  "model": row.model, "target": row.target})
+    recorded = _flat({"sampler": {"name": row.sampler, **row.sampler_options}, "sketch": row.sketch or {},
+                      "model": row.model, "target": row.target})
+    return {**_overrides(row), **recorded}
 
 
 def _line_key(row: ResultRow, settings: dict[str, Any]) -> str:
     """Rows with one key are seeds of one table line: the group id (configuration minus seed), or for older
-    rows the settings they recorded."""
+    rows the settings they recorded and their overrides."""
     return row.group_id or json.dumps({k: v for k, v in settings.items() if k != "seed"}, sort_keys=True, default=str)
 
 
-def _experiment_key(row: ResultRow) -> str:
-    """Rows with one key compare samplers on one experiment: the experiment id, or for older rows
-    (dataset, model, metric, target)."""
-    return row.experiment_id or f"{row.dataset}|{row.model}|{row.target_metric}|{row.target}"
+def _experiment_key(row: ResultRow, settings: dict[str, Any]) -> str:
+    """Rows with one key compare samplers on one experiment: the experiment id, or for older rows (dataset, model,
+    metric, target and the overrides that are not the sampler's)."""
+    if row.experiment_id:
+        return row.experiment_id
+    own = {k: v for k, v in _overrides(row).items() if not k.startswith(("sampler", "sketch", "experiment"))}
+    return json.dumps([row.dataset, row.model, row.target_metric, row.target, own], sort_keys=True, default=str)
+
+
+def _experiment_override(row: ResultRow) -> str | None:
+    named = [str(o).partition("=")[2] for o in row.overrides or [] if str(o).lstrip("+").startswith("experiment=")]
+    return named[-1] if named else None
+
+
+def _probe(curve: list) -> dict[str, float]:
+    """The probe's last VR, its median over the evaluations, and its last Spearman (NaN when absent)."""
+    vrs = [p.get("probe_vr") for p in curve if p.get("probe_vr") is not None]
+    return {"probe_vr_last": last_value(curve, "probe_vr"), "probe_vr_median": median(vrs),
+            "probe_spearman_last": last_value(curve, "probe_spearman")}
 
 
 def frame(rows: Iterable[ResultRow]) -> pd.DataFrame:
-    """One line per finished row with its settings flattened (`sampler.mix`, `sketch.width`, ...), its line and
-    experiment keys, and a label naming the settings that tell its line apart from the dataset's other lines."""
+    """One record per finished row with its settings flattened (`cfg:sampler.mix`, `cfg:sketch.width`, ...), its
+    line and experiment keys, the experiment's name and a label naming the settings that tell its line apart."""
     records = []
     for r in rows:
         if r.status not in (None, "done"):
@@ -92,7 +138,8 @@ def frame(rows: Iterable[ResultRow]) -> pd.DataFrame:
         settings = _settings(r)
         records.append({**r.to_dict(), **{f"cfg:{k}": v for k, v in settings.items()},
                         "time_to_target_s": _time_to_target(r), "higher_is_better": r.higher_is_better,
-                        "line": _line_key(r, settings), "experiment": _experiment_key(r)})
+                        "line": _line_key(r, settings), "experiment": _experiment_key(r, settings),
+                        "experiment_override": _experiment_override(r), **_probe(r.curve or [])})
     df = pd.DataFrame(records)
     if df.empty:
         return df
@@ -101,21 +148,55 @@ def frame(rows: Iterable[ResultRow]) -> pd.DataFrame:
     for c in TEXT:
         df[c] = df[c].where(df[c].notna(), "?").astype(str)
     df["sampler_overhead"] = df.sampler_overhead.fillna(df.sampler_time_s / df.train_time_s)
+    df["name"] = _experiment_names(df)
     df["setting"] = _setting_labels(df)
     df["label"] = (df.sampler + " " + df.setting).str.strip()
     return df
 
 
+def _cfg_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if c.startswith("cfg:") and c[4:] not in HIDDEN_KEYS]
+
+
+def _varying(d: pd.DataFrame, cols: list[str]) -> list[str]:
+    """The columns whose value (missing counts as a value) is not the same for every row of `d`."""
+    return [c for c in cols if d[c].astype(str).nunique() > 1]
+
+
+def _labels(d: pd.DataFrame, cols: list[str]) -> list[str]:
+    names = _short_names([c[4:] for c in cols])
+    return [" ".join(f"{n}={setting_text(v)}" for n, v in zip(names, r) if not _missing(v))
+            for r in d[cols].itertuples(index=False)]
+
+
+def _experiment_names(df: pd.DataFrame) -> pd.Series:
+    """Per row: its experiment's `experiment=` override (else its dataset), plus the settings that tell it apart
+    from other experiments of that name (two learning rates are two experiments, never one)."""
+    base = {}
+    for key, d in df.groupby("experiment", sort=False):
+        named = Counter(v for v in d.experiment_override if isinstance(v, str))
+        base[key] = named.most_common(1)[0][0] if named else d.dataset.iloc[0]
+    names = df.experiment.map(base)
+    own = [c for c in _cfg_columns(df) if not c.startswith(("cfg:sampler.", "cfg:sketch."))]
+    for _, d in df.groupby(names, sort=False):
+        firsts = d.drop_duplicates("experiment")
+        if len(firsts) > 1:
+            suffix = dict(zip(firsts.experiment, _labels(firsts, _varying(firsts, own))))
+            if len(set(suffix.values())) < len(suffix):  # nothing recorded tells them apart: their keys do
+                suffix = {k: f"{v} #{i + 1}".strip() for i, (k, v) in enumerate(suffix.items())}
+            names[d.index] = [f"{n} {suffix[k]}".strip() for n, k in zip(names[d.index], d.experiment)]
+    return names
+
+
 def _setting_labels(df: pd.DataFrame) -> pd.Series:
-    """Per row: `key=value` for each setting that differs between the lines of its dataset (not the seed)."""
+    """Per row: `key=value` for each setting that differs between the lines of one sampler in its experiment
+    (the sampler column already tells samplers apart)."""
     labels = pd.Series("", index=df.index)
-    cfg_cols = [c for c in df.columns if c.startswith("cfg:") and c[4:] not in HIDDEN_KEYS]
-    for _, d in df.groupby("dataset"):
+    cols = _cfg_columns(df)
+    for _, d in df.groupby(["experiment", "sampler"], sort=False):
         lines = d.drop_duplicates("line")
-        varying = [c for c in cfg_cols if lines[c].astype(str).nunique() > 1]
-        names = _short_names([c[4:] for c in varying])
-        labels[d.index] = [" ".join(f"{n}={_text(v)}" for n, v in zip(names, r) if not _missing(v))
-                           for r in d[varying].itertuples(index=False)]
+        if len(lines) > 1:
+            labels[d.index] = _labels(d, _varying(lines, cols))
     return labels
 
 
@@ -129,21 +210,87 @@ def _missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def _text(v: Any) -> str:
-    """A setting as a label shows it: floats in short form, a null pool as "all"."""
-    return f"{v:g}" if isinstance(v, float) else str(v)
+# -- the protocol: targets per experiment, times per run -------------------------------------------------------
+def _majority(flags: list[bool]) -> bool:
+    return bool(flags) and sum(flags) * 2 >= len(flags)
+
+
+def _eval_interval_s(curves: Iterable[list]) -> float:
+    """The median fair-clock seconds between two evaluations after the first (NaN if unknown)."""
+    gaps = [b["time_s"] - a["time_s"] for c in curves for a, b in zip(c[1:], c[2:])
+            if a.get("time_s") is not None and b.get("time_s") is not None]
+    return median(gaps)
+
+
+def _experiment(d: pd.DataFrame, baseline: str) -> dict[str, Any]:
+    """One experiment's protocol numbers from its baseline lines (T_u only when there is exactly one)."""
+    u = d[d.sampler == baseline]
+    metric, higher = d.target_metric.iloc[0], bool(d.higher_is_better.iloc[0])
+    one = u.line.nunique() == 1
+    t_u = uniform_target(u.final_metric) if one else math.nan
+    hand = d.target.dropna()
+    hand = float(hand.iloc[0]) if len(hand) else math.nan
+    src = u if len(u) else d
+    spe = src.steps_per_epoch.dropna()
+    spe = int(spe.iloc[0]) if len(spe) else None
+    epe = src.evals_per_epoch.dropna()
+    targets = {"tu": t_u, "loose": loose_target(t_u, higher), "ttt": hand}
+    flags = {p: one and _majority([inside_first_epoch(c, metric, t, spe) for c in u.curve]) for p, t in targets.items()}
+    return {"experiment": d.experiment.iloc[0], "name": d["name"].iloc[0], "dataset": d.dataset.iloc[0],
+            "model": d.model.iloc[0], "target_metric": metric, "higher_is_better": higher,
+            "uniform_lines": u.line.nunique(), "uniform_seeds": len(u) if one else 0,
+            **targets, "uniform_time_s": median(u.train_time_s) if one else math.nan,
+            "steps_per_epoch": spe, "evals_per_epoch": int(epe.iloc[0]) if len(epe) else None,
+            "eval_every_steps": eval_interval_steps(spe, int(epe.iloc[0]) if len(epe) else None),
+            "eval_every_s": _eval_interval_s(u.curve) if one else math.nan,
+            **{f"{p}_epoch1": f for p, f in flags.items()}}
+
+
+def experiments(df: pd.DataFrame, baseline: str = "uniform") -> pd.DataFrame:
+    """One record per experiment of `frame`'s output: T_u, the loose target, the hand target, uniform's median
+    total clock, the evaluation interval, and which targets uniform reaches inside epoch 1 (`*_epoch1`)."""
+    return pd.DataFrame([_experiment(d, baseline) for _, d in df.groupby("experiment", sort=False)])
+
+
+def _run_numbers(r: pd.Series, e: pd.Series) -> dict[str, float]:
+    """One run's seconds and steps to T_u and to the loose target, and its metric at uniform's median total clock."""
+    curve = r.curve if isinstance(r.curve, list) else []
+    t_tu, s_tu = first_reach(curve, r.target_metric, e.tu)
+    t_loose, s_loose = first_reach(curve, r.target_metric, e.loose)
+    return {"tu_s": t_tu, "tu_steps": s_tu, "loose_s": t_loose, "loose_steps": s_loose,
+            "at_uniform_time": value_at(curve, e.uniform_time_s)}
+
+
+def _with_run_numbers(df: pd.DataFrame, ex: pd.DataFrame) -> pd.DataFrame:
+    by_key = ex.set_index("experiment")
+    numbers = pd.DataFrame([_run_numbers(r, by_key.loc[r.experiment]) for _, r in df.iterrows()], index=df.index)
+    return pd.concat([df, numbers], axis=1)
+
+
+def _times(t: pd.Series, steps: pd.Series | None, prefix: str) -> dict[str, Any]:
+    """min / median / max seconds over seeds, how many reached (finite), how many are known, median steps."""
+    t = t.dropna()
+    nan = math.nan
+    out = {f"{prefix}_min": t.min() if len(t) else nan, f"{prefix}_median": median(t),
+           f"{prefix}_max": t.max() if len(t) else nan, f"{prefix}_reached": int(np.isfinite(t).sum()),
+           f"{prefix}_known": len(t)}
+    if steps is not None:
+        out[f"{prefix}_steps"] = median(steps)
+    return out
 
 
 def _stats(g: pd.DataFrame) -> dict[str, Any]:
-    t = g.time_to_target_s.dropna()
-    nan = math.nan
     return {
         "label": g.label.iloc[0], "setting": g.setting.iloc[0], "higher_is_better": g.higher_is_better.iloc[0],
         "seeds": len(g), "repeated_seeds": len(g) - g.seed.nunique(),
         "final_mean": g.final_metric.mean(), "final_std": g.final_metric.std(),
         "best_mean": g.best_metric.mean(), "best_std": g.best_metric.std(),
-        "ttt_min": t.min() if len(t) else nan, "ttt_median": t.median() if len(t) else nan,
-        "ttt_max": t.max() if len(t) else nan, "reached": int(np.isfinite(t).sum()), "ttt_known": len(t),
+        "eq_mean": g.at_uniform_time.mean(), "eq_std": g.at_uniform_time.std(),
+        "eq_known": int(g.at_uniform_time.notna().sum()),
+        **_times(g.time_to_target_s, None, "ttt"), **_times(g.tu_s, g.tu_steps, "tu"),
+        **_times(g.loose_s, g.loose_steps, "loose"),
+        "probe_vr_last": median(g.probe_vr_last), "probe_vr_median": median(g.probe_vr_median),
+        "probe_spearman_last": median(g.probe_spearman_last),
         "overhead_pct": 100 * g.sampler_overhead.mean(), "train_time_mean": g.train_time_s.mean(),
         "steps_mean": g.steps.mean(),
         **{c: "; ".join(sorted(set(g[c]))) for c in ("device", "torch_version", "git_commit")},
@@ -151,22 +298,35 @@ def _stats(g: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def _ratio(s: pd.DataFrame, col: str, baseline: str) -> np.ndarray:
+    """Each line's `col` over the baseline line's in the same experiment (NaN where that is unknown or 0)."""
+    base = s.loc[s.sampler == baseline, ["experiment", col]].drop_duplicates("experiment")
+    base = base.rename(columns={col: "_base"})
+    b = s[["experiment"]].merge(base, on="experiment", how="left")._base.astype(float).to_numpy()
+    ok = np.isfinite(b) & (b > 0)
+    return np.where(ok, s[col].to_numpy(dtype=float) / np.where(ok, b, 1.0), np.nan)
+
+
 def summarize(rows: Iterable[ResultRow] | pd.DataFrame, baseline: str = "uniform") -> pd.DataFrame:
     """One line per configuration over seeds (rows that differ in any setting but the seed are different lines),
-    with the table's numbers and the time-to-target ratio against the baseline sampler of the same experiment."""
+    with the protocol's numbers and the time ratios against the baseline sampler of the same experiment. The
+    experiments' records (`experiments`) are in `.attrs["experiments"]`."""
     df = rows if isinstance(rows, pd.DataFrame) else frame(rows)
     if df.empty:
         raise ReportError("no finished rows to summarize")
-    keys = ["dataset", "model", "target_metric", "target", "experiment", "sampler", "line"]
+    ex = experiments(df, baseline)
+    df = _with_run_numbers(df, ex)
+    keys = ["name", "dataset", "model", "target_metric", "target", "experiment", "sampler", "line"]
     s = pd.DataFrame([{**dict(zip(keys, k)), **_stats(g)} for k, g in df.groupby(keys, dropna=False, sort=False)])
-    base = s.loc[s.sampler == baseline, ["experiment", "ttt_median"]].drop_duplicates("experiment")
-    s = s.merge(base.rename(columns={"ttt_median": "_base"}), on="experiment", how="left")
-    ok = np.isfinite(s._base.astype(float)) & (s._base > 0)
-    s["ttt_ratio"] = np.where(ok, s.ttt_median / s._base.where(ok, 1.0), np.nan)
+    s["ttt_ratio"] = _ratio(s, "ttt_median", baseline)
+    s["loose_ratio"] = _ratio(s, "loose_median", baseline)
+    flags = ex.set_index("experiment")[[f"{p}_epoch1" for p, _ in TARGETS]]
+    s = s.join(flags, on="experiment")
     varying = [c for c in s.columns if c.startswith("cfg:") and s[c].astype(str).nunique() > 1]
-    order = ["dataset", "sampler", "model", *varying, "target"]
-    s = s.drop(columns="_base").sort_values(order, na_position="first", kind="stable", key=_sort_key).reset_index(drop=True)
+    order = ["name", "sampler", *varying]
+    s = s.sort_values(order, na_position="first", kind="stable", key=_sort_key).reset_index(drop=True)
     s.attrs["baseline"] = baseline
+    s.attrs["experiments"] = ex.sort_values("name", kind="stable").reset_index(drop=True)
     return s
 
 
@@ -176,165 +336,98 @@ def _sort_key(col: pd.Series) -> pd.Series:
     return numeric if numeric.notna().sum() == col.notna().sum() else col.astype(str)
 
 
-def _number(x: float, spec: str = ".1f") -> str:
-    """A table cell: "—" for unknown, "inf" for never."""
-    return "—" if pd.isna(x) else "inf" if math.isinf(x) else format(x, spec)
-
-
+# -- markdown --------------------------------------------------------------------------------------------------
 def _mean_std(m: float, s: float) -> str:
-    return _number(m, ".4f") + ("" if pd.isna(s) else f" ± {s:.4f}")
+    return number(m, ".4f") + ("" if pd.isna(s) else f" ± {s:.4f}")
 
 
-def _target(r: pd.Series) -> str:
-    metric = METRICS.get(r.target_metric)
-    op = {">=": "≥", "<=": "≤"}[metric.op] if metric else "≥"
-    return f"{r.target_metric} {op} {_number(r.target, 'g')}"
+def _seconds(x: float) -> str:
+    """Seconds as a cell: two decimals under 10 s (short CPU runs), one above."""
+    return number(x, ".2f" if not pd.isna(x) and abs(x) < 10 else ".1f")
 
 
-def _cells(r: pd.Series) -> dict[str, str]:
-    ttt = "—" if not r.ttt_known else f"{_number(r.ttt_min)} / {_number(r.ttt_median)} ({r.reached}/{r.ttt_known})"
-    return {"dataset": r.dataset, "model": r.model, "sampler": r.sampler, "setting": r.setting,
-            "seeds": str(r.seeds), "target": _target(r),
-            "final": _mean_std(r.final_mean, r.final_std), "best": _mean_std(r.best_mean, r.best_std),
-            "time-to-target s min / median (reached)": ttt, "ratio": _number(r.ttt_ratio, ".2f"),
-            "sampler overhead": _number(r.overhead_pct) + ("" if pd.isna(r.overhead_pct) else "%"),
-            "train s": _number(r.train_time_mean), "steps": _number(r.steps_mean, ".0f")}
+def _reach(r: pd.Series, prefix: str) -> str:
+    """`median s (reached/known)` with † when uniform reaches this target inside epoch 1; "—" when unknown."""
+    if not r[f"{prefix}_known"]:
+        return "—"
+    flag = " †" if flagged(r.get(f"{prefix}_epoch1")) else ""
+    return f"{_seconds(r[f'{prefix}_median'])} ({r[f'{prefix}_reached']}/{r[f'{prefix}_known']}){flag}"
+
+
+def _probe_cell(r: pd.Series) -> str:
+    return "—" if pd.isna(r.probe_vr_last) else f"{r.probe_vr_last:.2f} / {number(r.probe_vr_median, '.2f')}"
+
+
+def _cells(r: pd.Series, baseline: str) -> dict[str, str]:
+    return {"experiment": r["name"], "sampler": r.sampler, "setting": r.setting, "seeds": str(r.seeds),
+            "final": _mean_std(r.final_mean, r.final_std),
+            f"at {baseline}'s time": _mean_std(r.eq_mean, r.eq_std) if r.eq_known else "—",
+            "to T_u s (reached)": _reach(r, "tu"), "T_u steps": number(r.tu_steps, ".0f") if r.tu_known else "—",
+            "to 0.99·T_u s (reached)": _reach(r, "loose"),
+            "0.99·T_u steps": number(r.loose_steps, ".0f") if r.loose_known else "—",
+            f"0.99·T_u time vs {baseline}": number(r.loose_ratio, ".2f"),
+            "hand target s (reached)": _reach(r, "ttt"), "probe VR last / median": _probe_cell(r),
+            "sampler overhead": number(r.overhead_pct) + ("" if pd.isna(r.overhead_pct) else "%"),
+            "train s": number(r.train_time_mean), "steps": number(r.steps_mean, ".0f")}
+
+
+def _experiment_line(e: pd.Series, baseline: str) -> str:
+    """One bullet: an experiment's targets, uniform's clock, the evaluation interval and the epoch-1 flags."""
+    op = op_symbol(e.target_metric)
+    head = f"**{e['name']}** ({e.dataset}, {e.model}, {e.target_metric}): "
+    if e.uniform_lines != 1:
+        t_u = (f"no T_u: {e.uniform_lines} `{baseline}` lines" if e.uniform_lines else f"no `{baseline}` rows, no T_u")
+    else:
+        t_u = (f"T_u = {number(e.tu, '.4f')} (median final of {e.uniform_seeds} `{baseline}` seeds), "
+               f"loose {op} {number(e.loose, '.4f')}; {baseline}'s median total clock {number(e.uniform_time_s)} s")
+    hand = f"hand target {op} {number(e.ttt, 'g')}" if not pd.isna(e.ttt) else "no hand target"
+    every = (f"evaluation every {number(e.eval_every_steps, '.0f')} steps ({e.evals_per_epoch} per epoch of "
+             f"{e.steps_per_epoch}" + (f", ≈ {number(e.eval_every_s, '.2f')} s of {baseline}'s clock)"
+                                       if not pd.isna(e.eval_every_s) else ")")
+             if not pd.isna(e.eval_every_steps) else "evaluation interval not recorded")
+    early = [name for p, name in TARGETS if flagged(e[f"{p}_epoch1"])]
+    flag = f"; † uninformative: {baseline} reaches {', '.join(early)} inside epoch 1" if early else ""
+    return head + "; ".join([t_u, hand, every]) + flag
 
 
 def markdown_table(df: pd.DataFrame) -> str:
-    """Device / torch / git commit lines, then the markdown table of `summarize`'s output."""
-    cells = pd.DataFrame([_cells(r) for _, r in df.iterrows()])
-    if df.groupby("dataset").model.nunique().max() <= 1:
-        cells = cells.drop(columns="model")
+    """Device / torch / git commit lines, one line per experiment (targets, evaluation interval, flags), then the
+    markdown table of `summarize`'s output."""
+    baseline = df.attrs.get("baseline", "uniform")
+    cells = pd.DataFrame([_cells(r, baseline) for _, r in df.iterrows()])
     if not df.setting.astype(bool).any():
         cells = cells.drop(columns="setting")
-    cells = cells.rename(columns={"ratio": f"median vs {df.attrs.get('baseline', 'uniform')}"})
+    if df.probe_vr_last.isna().all():
+        cells = cells.drop(columns="probe VR last / median")
     prov = [f"- {name}: " + "; ".join(sorted({v for s in df[c] for v in s.split("; ")}))
             for name, c in (("device", "device"), ("torch", "torch_version"), ("git commit", "git_commit"))]
-    lines = ["| " + " | ".join(cells.columns) + " |", "|" + "---|" * len(cells.columns)]
+    ex = df.attrs.get("experiments")
+    targets = [] if ex is None else ["", "Targets per experiment:", ""] + [f"- {_experiment_line(e, baseline)}"
+                                                                         for _, e in ex.iterrows()]
+    header = list(cells.columns)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(v).replace("|", r"\|") for v in row) + " |"
               for row in cells.itertuples(index=False)]
-    return "\n".join(prov + [""] + lines)
+    return "\n".join(prov + targets + [""] + lines)
 
 
-def _save(fig: Figure, path: Path) -> str:
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path.name
+LEGEND = [
+    "T_u: the median over seeds of `{b}`'s final metric at the full budget, per experiment; loose target "
+    "0.99·T_u (1.01·T_u where lower is better); the hand target is the experiment's `trainer.target`",
+    "to T_u / to 0.99·T_u / hand target: fair-clock seconds (sampling, sketch, forward/backward/optimizer and "
+    "sampler setup; evaluation excluded) at each seed's first evaluation reaching it, median over seeds, inf if "
+    "never, (seeds that reached it / seeds); steps: median steps at that evaluation",
+    "at `{b}`'s time: the metric at the last evaluation at or before `{b}`'s median total clock (equal-time "
+    "quality), mean ± std over seeds; final: at the last evaluation, mean ± std (ddof=1)",
+    "† uninformative target: `{b}` reaches it inside epoch 1 (at an evaluation at step <= steps per epoch), "
+    "where every sampler ties",
+    "0.99·T_u time vs `{b}`: median / median within the experiment; probe VR: the proxy-quality probe's variance "
+    "ratio (1 = uniform, < 1 = less gradient noise), last evaluation / median over evaluations, median over seeds",
+]
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^\w.-]+", "_", name)
-
-
-def plot_curves(rf: pd.DataFrame, ds: str, out: Path) -> str | None:
-    """Target metric vs train time, one thin line per seed, one colour per sampler line; target dashed."""
-    fig = Figure(figsize=(7, 4.5))
-    ax = fig.subplots()
-    drawn = False
-    for i, (label, g) in enumerate(rf.groupby("label", sort=True)):
-        first = True
-        for curve in g.curve:
-            pts = [(p.get("time_s"), p.get("metric")) for p in (curve if isinstance(curve, list) else [])]
-            pts = [p for p in pts if None not in p]
-            if pts:
-                ax.plot(*zip(*pts), color=f"C{i % 10}", lw=0.9, alpha=0.8, label=label if first else None)
-                first, drawn = False, True
-    if not drawn:
-        return None
-    for t in rf.target.dropna().unique():
-        ax.axhline(t, color="k", ls="--", lw=1, label=f"target {t:g}")
-    ax.set(xlabel="fair-clock training time (s)", ylabel=rf.target_metric.iloc[0], title=f"{ds}: metric vs wall-clock")
-    ax.legend(fontsize=7)
-    return _save(fig, out / f"{_slug(ds)}_metric_vs_time.png")
-
-
-def plot_ttt(s: pd.DataFrame, ds: str, out: Path) -> str | None:
-    """Median time-to-target per line with min-max whiskers; unreached seeds drawn as red x at the right."""
-    s = s[s.ttt_known > 0].reset_index(drop=True)
-    if s.empty:
-        return None
-    vals = np.r_[s.ttt_min, s.ttt_max]
-    fin = vals[np.isfinite(vals)]
-    x_inf = 1.15 * fin.max() if len(fin) else 1.0
-    cap = lambda v: x_inf if math.isinf(v) else v  # noqa: E731
-    fig = Figure(figsize=(7, 0.5 * len(s) + 1.5))
-    ax = fig.subplots()
-    for y, r in s.iterrows():
-        ax.plot([cap(r.ttt_min), cap(r.ttt_max)], [y, y], color="C0", lw=1.5)
-        inf = math.isinf(r.ttt_median)
-        ax.plot(cap(r.ttt_median), y, "x" if inf else "o", color="C3" if inf else "C0", ms=8)
-        ax.annotate(f"{r.reached}/{r.ttt_known}", (x_inf, y), xytext=(8, -3), textcoords="offset points")
-    ax.axvline(x_inf, color="C3", ls=":", lw=1)
-    ax.invert_yaxis()  # first table line on top
-    ax.set_yticks(range(len(s)), s.label)
-    target = f"{s.target_metric.iloc[0]} target {_number(s.target.iloc[0], 'g')}"
-    ax.set(xlabel=f"time to target (s); dotted line = not reached; {target}",
-           title=f"{ds}: time to target (median, min-max over seeds)", xlim=(0, x_inf * 1.12))
-    return _save(fig, out / f"{_slug(ds)}_time_to_target.png")
-
-
-SWEPT = ("cfg:sketch.depth", "cfg:sketch.width", "cfg:sketch.bits", "cfg:sketch.bandwidth")  # sketch-sweep x axes
-
-
-def _sweep_panel(top, bottom, d: pd.DataFrame, x: str) -> None:
-    others = [c for c in SWEPT if c != x and c in d and d[c].nunique(dropna=False) > 1]
-    for k, g in (d.groupby(others, dropna=False) if others else [((), d)]):
-        g = g.sort_values(x)
-        label = " ".join(f"{c.rsplit('.', 1)[-1]}={_text(v)}" for c, v in zip(others, k)) or g.sampler.iloc[0]
-        top.errorbar(g[x], g.final_mean, yerr=g.final_std.fillna(0), marker="o", capsize=3, label=label)
-        bottom.plot(g[x], g.ttt_median.replace(np.inf, np.nan), marker="o", label=label)
-    name = x.rsplit(".", 1)[-1]
-    top.set(ylabel=f"final {d.target_metric.iloc[0]}", title=f"{d.dataset.iloc[0]} / {d.sampler.iloc[0]}: vs {name}")
-    bottom.set(xlabel=name, ylabel="median time to target (s)\n(unreached omitted)")
-    top.legend(fontsize=7)
-    if name == "width":
-        top.set_xscale("log", base=2)
-        bottom.set_xscale("log", base=2)
-
-
-def plot_sweep(s: pd.DataFrame, out: Path) -> str | None:
-    """Per dataset and sketch sampler: final metric and median time-to-target vs each sketch setting its lines vary."""
-    panels = []
-    for _, d in s.groupby(["dataset", "sampler"]):
-        xs = [c for c in SWEPT if c in d and d[c].nunique() > 1]
-        panels += [(d, x) for x in xs]
-    if not panels:
-        return None
-    fig = Figure(figsize=(4.5 * len(panels), 6.5))
-    axs = fig.subplots(2, len(panels), squeeze=False)
-    for j, (d, x) in enumerate(panels):
-        _sweep_panel(axs[0, j], axs[1, j], d, x)
-    fig.tight_layout()
-    return _save(fig, out / "sketch_sweep.png")
-
-
-def plot_fidelity(path: Path, out: Path) -> tuple[str | None, str]:
-    """Sketch error vs width and vs depth from scripts/sketch_fidelity.py's JSON list of dicts."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        return None, f"{path}: unreadable ({e}); skipped"
-    if isinstance(data, dict) and isinstance(data.get("rows"), list):  # scripts/sketch_fidelity.py's layout
-        data = data["rows"]
-    err = next((k for k in ERROR_KEYS if isinstance(data, list) and data and all(
-        isinstance(d, dict) and {"width", "depth", k} <= d.keys() for d in data)), None)
-    if err is None:
-        return None, f"{path}: not a list of dicts with width, depth and one of {ERROR_KEYS}; skipped"
-    fd = pd.DataFrame(data)
-    fd["family"] = fd.get("family", pd.Series("", index=fd.index)).fillna("").astype(str)
-    fig = Figure(figsize=(10, 4))
-    for ax, (x, other) in zip(fig.subplots(1, 2), (("width", "depth"), ("depth", "width"))):
-        for (fam, o), g in fd.groupby(["family", other]):
-            g = g.groupby(x)[err].mean()
-            ax.plot(g.index, g.values, marker="o", label=f"{fam} {other}={_text(o)}".strip())
-        ax.set_xscale("log", base=2)
-        ax.set(yscale="log" if (fd[err] > 0).all() else "linear", xlabel=x, ylabel=err,
-               title=f"sketch {err} vs {x}")
-        ax.legend(fontsize=7)
-    return _save(fig, out / "sketch_fidelity.png"), f"fidelity: {path} ({err})"
-
-
-def _load(paths: list[Path]) -> list[dict[str, Any]]:
+# -- the report ------------------------------------------------------------------------------------------------
+def _load(paths: list[Path]) -> list[ResultRow]:
     for p in paths:
         if not p.exists():
             raise ReportError(f"no such path: {p}")
@@ -348,11 +441,18 @@ def _load(paths: list[Path]) -> list[dict[str, Any]]:
 
 
 def _notes(rf: pd.DataFrame, s: pd.DataFrame, paths: list[Path], baseline: str) -> list[str]:
-    notes = [f"{len(rf)} rows from {', '.join(map(str, paths))}; ratios are median / median vs `{baseline}`",
-             "time-to-target: first evaluation reaching the target, inf if never; min / median over seeds"]
-    missing = sorted(set(s.dataset) - set(s.dataset[s.sampler == baseline]))
-    notes += [f"no `{baseline}` rows for {', '.join(missing)}: no ratio there"] if missing else []
-    return notes + [f"{r.dataset} / {r.label}: {r.repeated_seeds} rows repeat a seed: rows from an older version "
+    notes = [f"{len(rf)} rows from {', '.join(map(str, paths))}; one line per configuration over seeds "
+             f"(rows that differ in any setting but the seed are never pooled)"]
+    notes += [t.format(b=baseline) for t in LEGEND]
+    ex = s.attrs["experiments"]
+    missing = sorted(ex.name[ex.uniform_lines == 0])
+    notes += [f"no `{baseline}` rows for {', '.join(missing)}: no T_u and no ratio there"] if missing else []
+    for _, e in ex[ex.uniform_lines > 1].iterrows():
+        settings = sorted(set(s.label[(s.experiment == e.experiment) & (s.sampler == baseline)]))
+        notes.append(f"{e['name']}: {e.uniform_lines} `{baseline}` lines ({'; '.join(settings)}): something is wrong "
+                     f"(a `{baseline}` run reads nothing a sampler reads, so one experiment has one such line); "
+                     "no T_u there")
+    return notes + [f"{r['name']} / {r.label}: {r.repeated_seeds} rows repeat a seed: rows from an older version "
                     "that did not record their whole config, pooled on what they recorded (see their overrides)"
                     for _, r in s[s.repeated_seeds > 0].iterrows()]
 
@@ -366,6 +466,14 @@ def _fidelity(paths: list[Path], fidelity, out: Path) -> tuple[str | None, list[
     return png, [note] + ([f"also found, not plotted: {', '.join(map(str, found[1:]))}"] if found[1:] else [])
 
 
+def _plots(rf: pd.DataFrame, s: pd.DataFrame, out: Path) -> list[str | None]:
+    plots: list[str | None] = []
+    for _, e in s.attrs["experiments"].iterrows():
+        runs, lines = rf[rf.experiment == e.experiment], s[s.experiment == e.experiment]
+        plots += [plot_curves(runs, e, out), plot_ttt(lines, e, out), plot_probe(runs, e, out)]
+    return plots + [plot_sweep(s, out)]
+
+
 def _build(paths, out=None, baseline="uniform", fidelity=None) -> tuple[Path, str]:
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     if fidelity is not None and not Path(fidelity).is_file():
@@ -376,8 +484,8 @@ def _build(paths, out=None, baseline="uniform", fidelity=None) -> tuple[Path, st
     out = Path(out) if out else (paths[0] if paths[0].is_dir() else paths[0].parent)
     out.mkdir(parents=True, exist_ok=True)
     s.to_csv(out / "summary.csv", index=False)
-    plots = [f for ds, g in rf.groupby("dataset") for f in
-             (plot_curves(g, ds, out), plot_ttt(s[s.dataset == ds], ds, out))] + [plot_sweep(s, out)]
+    s.attrs["experiments"].to_csv(out / "experiments.csv", index=False)
+    plots = _plots(rf, s, out)
     png, fid_notes = _fidelity(paths, fidelity, out)
     text = ["# nws-bench report", "", table, ""]
     text += [f"- {n}" for n in _notes(rf, s, paths, baseline) + fid_notes] + [""]
@@ -387,7 +495,8 @@ def _build(paths, out=None, baseline="uniform", fidelity=None) -> tuple[Path, st
 
 
 def write_report(paths, out=None, baseline: str = "uniform", fidelity=None) -> Path:
-    """Write report.md, summary.csv and the plots to `out` (default: the first path); return report.md."""
+    """Write report.md, summary.csv, experiments.csv and the plots to `out` (default: the first path); return
+    report.md."""
     return _build(paths, out, baseline, fidelity)[0]
 
 
@@ -395,7 +504,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
     p.add_argument("paths", nargs="+", metavar="PATH", help="dirs under which runs/*.json rows lie")
     p.add_argument("--out", help="output dir (default: the first PATH)")
-    p.add_argument("--baseline", default="uniform", help="sampler that time-to-target ratios are against")
+    p.add_argument("--baseline", default="uniform", help="the sampler that sets T_u and that ratios are against")
     p.add_argument("--fidelity", help="sketch_fidelity.json (default: found under PATH)")
     a = p.parse_args(argv)
     try:
@@ -403,7 +512,7 @@ def main(argv: list[str] | None = None) -> None:
     except ReportError as e:
         sys.exit(f"bench.report: error: {e}")
     print(table)
-    print(f"\nwrote {report} (+ summary.csv, plots)", file=sys.stderr)
+    print(f"\nwrote {report} (+ summary.csv, experiments.csv, plots)", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ __all__ = ["ResultRow", "identity", "run_id", "group_id", "experiment_id", "writ
 
 # Config keys (dotted for nested ones) that say where things are or go, not what is computed: left out of
 # the run identity, so a sweep re-run with another data cache ($NWS_DATA, $HOME) or results folder finds its rows.
-IGNORED_KEYS = ("paths", "logger", "hydra", "progress", "resume", "dataset.root")
+IGNORED_KEYS = ("paths", "logger", "hydra", "progress", "resume", "memory_budget_gb", "dataset.root")
 
 
 def _without(cfg: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
@@ -147,6 +148,7 @@ class ResultRow:
     final_loss: Optional[float] = None  # test loss at the last evaluation
     train_time_s: Optional[float] = None  # the fair clock, setup included
     eval_time_s: Optional[float] = None  # evaluation (excluded from the clock)
+    probe_time_s: Optional[float] = None  # the proxy-quality probe at evaluations (excluded; bench.probe)
     sampler_time_s: Optional[float] = None  # the sampler's share of the clock (draw, weights, feedback)
     setup_time_s: Optional[float] = None  # one-off sampler setup (hashing, proxy run), charged to the clock
     sampler_overhead: Optional[float] = None  # (sampler + setup) / clock
@@ -163,8 +165,9 @@ class ResultRow:
     torch_version: Optional[str] = None
     git_commit: Optional[str] = None
     overrides: list = field(default_factory=list)  # the command line's overrides
+    warnings: list = field(default_factory=list)  # what the harness changed about the run (e.g. threads clamped to the cores)
     config: dict = field(default_factory=dict)  # `identity` of the run's config
-    curve: list = field(default_factory=list)  # one dict per evaluation: step, epoch, time_s, metric, test_*, ...
+    curve: list = field(default_factory=list)  # one dict per evaluation: step, epoch, time_s, metric, test_*, probe_*
 
     @property
     def higher_is_better(self) -> bool:
@@ -223,13 +226,21 @@ def write_row(results_dir: str | Path, row: ResultRow) -> Path:
 
 
 def read_rows(paths: str | Path | Iterable[str | Path]) -> list[ResultRow]:
-    """Return the rows under one or more directories (searched recursively for `runs/*.json`) or files."""
+    """Return the rows under one or more directories (searched recursively for `runs/*.json`) or files.
+
+    A file that is not a readable row (truncated, not JSON, another program's JSON) is skipped with one warning
+    naming it (logger `bench.results`); the other rows are returned."""
     roots = [paths] if isinstance(paths, (str, Path)) else list(paths)
     rows: dict[str, ResultRow] = {}
     for root in roots:
         root = Path(root)
         files = [root] if root.is_file() else sorted(root.rglob("runs/*.json"))
         for f in files:
-            row = ResultRow.from_dict(json.loads(f.read_text()))
+            try:
+                row = ResultRow.from_dict(json.loads(f.read_text()))
+            except (OSError, ValueError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                why = " ".join(str(exc).split())[:160]
+                logging.getLogger("bench.results").warning(f"skipping {f}: not a readable result row ({why})")
+                continue
             rows[row.run_id] = row  # the same run found twice (copies) counts once
     return list(rows.values())

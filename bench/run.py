@@ -24,15 +24,19 @@ from typing import Any, Optional
 
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from sketch.distributed import distributed_update
 
-from .build import build, build_sampler, layout, load_data, restore, schedule, steps_per_epoch, train_spec
-from .checkpoint import checkpoint_path, remove_checkpoint, save_checkpoint
+from .build import (build, build_sampler, layout, load_data, resolved_config, restore, schedule, steps_per_epoch,
+                    train_spec)
+from .checkpoint import checkpoint_path, remove_checkpoint, save_checkpoint, stop_point
 from .config import ConfigError, validate_against_data
 from .distributed import DistEnv, barrier, broadcast_object, layout_fields, main_first
-from .logger import RunLogger
+from .lock import acquire
+from .logger import run_logger
+from .preflight import usable_threads
+from .probe import Probe
 from .provenance import device_name, git_commit
 from .registry import RunContext
 from .results import ResultRow, experiment_id, group_id, identity, read_rows, row_path, run_id, write_row
@@ -54,7 +58,7 @@ def run(cfg: DictConfig, out_dir: Optional[Path] = None) -> ResultRow:
     `out_dir` receives this run's logs and a copy of its row (default: Hydra's output directory).
     Under torchrun every rank calls it: the ranks train one data-parallel job; rank 0 writes the results."""
     env = layout(cfg)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = resolved_config(cfg)  # a table: prepared, its content fingerprint in, its path out (bench.build)
     if env.distributed:
         resolved["world_size"] = env.world_size  # another job than the single-process run (single ids unchanged)
     rid = run_id(resolved)
@@ -64,8 +68,11 @@ def run(cfg: DictConfig, out_dir: Optional[Path] = None) -> ResultRow:
     if finished is not None:
         return finished
 
-    if cfg.trainer.threads:
-        torch.set_num_threads(cfg.trainer.threads)
+    threads, notes = usable_threads(cfg.trainer.threads)  # held to the cores; the warning goes into the row
+    for note in notes:
+        log.warning(note)
+    if threads:
+        torch.set_num_threads(threads)
     device = env.device
     if cfg.trainer.batch_size % env.world_size:
         raise ConfigError(f"<trainer.batch_size={cfg.trainer.batch_size}> is not allowed: it is the global batch and "
@@ -74,7 +81,7 @@ def run(cfg: DictConfig, out_dir: Optional[Path] = None) -> ResultRow:
     torch.manual_seed(cfg.seed)  # model init and dropout; samplers use their own generators
     with main_first():  # rank 0 prepares the dataset cache first
         data = load_data(cfg, device)
-    validate_against_data(cfg, data.num_train, data.task)
+    validate_against_data(cfg, data.num_train, data.task, data.y_test)
     log.info(f"dataset {data.name}: {data.num_train} train / {data.num_test} test rows, task {data.task} <dataset={cfg.dataset.name}>")
 
     model = build(cfg.model, "model", input_shape=data.input_shape, cardinalities=data.cardinalities,
@@ -91,7 +98,13 @@ def run(cfg: DictConfig, out_dir: Optional[Path] = None) -> ResultRow:
     if env.distributed:
         trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     feedback = functools.partial(distributed_update, sampler) if env.distributed else None
+    probe = Probe(data, cfg.trainer.probe_size, cfg.trainer.eval_batch_size) if cfg.trainer.probe_size else None
 
+    lock = acquire(results_dir, rid)  # one process per run: RunLocked while another live process runs it (bench.lock)
+    finished = _finished_row(cfg, rid, results_dir, out, env)  # it may have finished elsewhere while this one set up
+    if finished is not None:
+        lock.release()
+        return finished
     ckpt = checkpoint_path(results_dir, rid)
     restored = None
     if cfg.resume and ckpt.is_file():
@@ -102,23 +115,22 @@ def run(cfg: DictConfig, out_dir: Optional[Path] = None) -> ResultRow:
         if env.is_main:  # the bare model: no "module." prefix, loadable by any world size
             save_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, state=st)
 
-    w = cfg.logger.wandb
-    with RunLogger(out, config=resolved, mode=w.mode if env.is_main else "disabled", project=w.project, entity=w.entity,
-                   tags=list(w.tags), name=f"{cfg.dataset.name}-{cfg.sampler.name}-s{cfg.seed}-{rid}", group=cfg.dataset.name,
-                   init_timeout_s=w.init_timeout_s) as logger:
+    with run_logger(out, cfg, resolved, rid, enabled=env.is_main) as logger:  # W&B id = run id: a resumed run continues it
         bar = _progress(cfg, spec, state.step, env)
         state = train(trained, optimizer, scheduler, sampler, data, spec, device=device, batch_size=local_batch,
                       state=state, resumed=resumed, checkpoint=save, feedback=feedback,
-                      on_eval=lambda p: (logger.log(p, step=p["step"]), bar.set_postfix(metric=f"{p['metric']:.4f}")),
-                      on_step=lambda s: bar.update(1))
+                      probe=functools.partial(probe.measure, model, sampler) if probe else None,
+                      on_eval=lambda p: (logger.log_eval(p), bar.set_postfix(metric=f"{p['metric']:.4f}")),
+                      on_step=lambda s: bar.update(1), stop=stop_point(save, ckpt, device))
         bar.close()
-        row = result_row(cfg, resolved, data, spec, state, sampler, device, layout_fields(env, sampler))
+        row = result_row(cfg, resolved, data, spec, state, sampler, device, {**layout_fields(env, sampler), "warnings": notes})
         if env.is_main:
             logger.summary(row.to_dict())
     if env.is_main:
         write_row(results_dir, row)
         write_row(out, row)
         remove_checkpoint(ckpt)
+    lock.release()
     barrier()  # the next job of a sweep starts once rank 0 has written this one's row
     return row
 
@@ -126,9 +138,10 @@ def run(cfg: DictConfig, out_dir: Optional[Path] = None) -> ResultRow:
 def _finished_row(cfg: DictConfig, rid: str, results_dir: Path, out: Path, env: DistEnv) -> Optional[ResultRow]:
     """The row of this run when it finished before (and `resume` is on), copied to this run's folder; else None."""
     done = row_path(results_dir, rid)
-    if not broadcast_object(bool(cfg.resume and done.is_file())):  # rank 0 decides: all ranks skip or none
+    rows = read_rows(done) if cfg.resume and done.is_file() else []  # a row that cannot be read: one warning, run again
+    if not broadcast_object(bool(rows)):  # rank 0 decides: all ranks skip or none
         return None
-    row = read_rows(done)[0]
+    row = rows[0] if rows else read_rows(done)[0]
     log.info(f"run {rid} already finished: skipping, row at {done} <resume=true>")
     if env.is_main:
         write_row(out, row)
@@ -159,7 +172,8 @@ def result_row(cfg: DictConfig, resolved: dict, data: Any, spec: TrainSpec, stat
         reached_target=state.time_to_target_s is not None, time_to_target_s=state.time_to_target_s,
         steps_to_target=state.steps_to_target, final_metric=final_metric(state), best_metric=state.best_metric,
         final_loss=state.curve[-1].get("test_loss") if state.curve else None,
-        train_time_s=clock, eval_time_s=state.eval_s, sampler_time_s=state.sampler_s, setup_time_s=state.setup_s,
+        train_time_s=clock, eval_time_s=state.eval_s, probe_time_s=state.probe_s, sampler_time_s=state.sampler_s,
+        setup_time_s=state.setup_s,
         sampler_overhead=(state.sampler_s + state.setup_s) / clock if clock > 0 else None,
         steps=state.step, epochs=state.epoch, steps_per_epoch=spec.steps_per_epoch, evals_per_epoch=spec.evals_per_epoch,
         stopped_by_time=state.stopped_by_time, skipped_steps=state.skipped_steps,

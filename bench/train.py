@@ -1,8 +1,9 @@
 """The training loop with fair timing, periodic evaluation, time-to-target and resumable checkpoints.
 
 Reads top to bottom: draw a batch from the sampler, weight the per-sample losses by the sampler's
-importance weights, step, feed the losses back. The fair clock (`Stopwatch`) covers all of that, sampler
-included; evaluation, logging and checkpointing run between steps, outside it. Time-to-target is the clock
+importance weights, step, feed the losses back. The fair clock (`StepClock`: one CUDA synchronization per step,
+the sampler's share attributed with CUDA events) covers all of that, sampler included; evaluation, logging and
+checkpointing run between steps, outside it. Time-to-target is the clock
 (plus the sampler's setup cost, e.g. hashing all inputs once) at the first evaluation reaching the target.
 
     result = train(model, optimizer, scheduler, sampler, data, spec, device=..., on_eval=..., checkpoint=...)
@@ -29,7 +30,7 @@ import torch.distributed as dist
 
 from .metrics import evaluate, improves, per_sample_loss, reaches
 from .distributed import is_distributed
-from .timing import Stopwatch
+from .timing import StepClock, Stopwatch
 
 __all__ = ["TrainSpec", "TrainState", "train", "eval_steps", "weighted_loss"]
 
@@ -61,6 +62,7 @@ class TrainState:
     train_s: float = 0.0
     sampler_s: float = 0.0
     eval_s: float = 0.0
+    probe_s: float = 0.0  # the proxy-quality probe at evaluations (outside the clock, like evaluation)
     setup_s: float = 0.0
     time_to_target_s: Optional[float] = None
     steps_to_target: Optional[int] = None
@@ -129,7 +131,8 @@ def _step_is_finite(model: torch.nn.Module, bad: torch.Tensor, state: TrainState
     return False
 
 
-def _evaluate(model: torch.nn.Module, data: Any, spec: TrainSpec, state: TrainState, on_eval: Callable) -> None:
+def _evaluate(model: torch.nn.Module, data: Any, spec: TrainSpec, state: TrainState, on_eval: Callable,
+              probe: Optional[Callable[[], dict]] = None) -> None:
     watch = Stopwatch(next(model.parameters()).device)
     with watch:
         scores = evaluate(model, data.x_num_test, data.x_cat_test, data.y_test, spec.task, spec.eval_batch_size)
@@ -142,6 +145,11 @@ def _evaluate(model: torch.nn.Module, data: Any, spec: TrainSpec, state: TrainSt
         state.time_to_target_s, state.steps_to_target = elapsed, state.step
     point = {"step": state.step, "epoch": state.epoch, "time_s": elapsed, "metric": metric,
              "train_loss": state.last_loss, **{f"test_{k}": v for k, v in scores.items()}}
+    if probe is not None:
+        watch = Stopwatch(next(model.parameters()).device)
+        with watch:
+            point.update(probe())
+        state.probe_s += watch.seconds
     state.curve.append(point)
     on_eval(point)
 
@@ -162,6 +170,8 @@ def train(
     checkpoint: Callable[[TrainState], None] = lambda state: None,
     resumed: bool = False,
     feedback: Optional[Callable[[torch.Tensor, torch.Tensor], None]] = None,
+    probe: Optional[Callable[[], dict]] = None,
+    stop: Callable[[TrainState], None] = lambda state: None,
 ) -> TrainState:
     """Train `model` with `sampler` and return the final `TrainState` (curve, clocks, time-to-target).
 
@@ -169,6 +179,9 @@ def train(
     (a checkpoint taken after the last step of an epoch continues with the next epoch).
     Data parallel: `model` may be a DistributedDataParallel (warm-up and evaluation use its `.module`, without
     collectives) and `feedback(idx, losses)` replaces `sampler.update` (e.g. `sketch.distributed.distributed_update`).
+    `probe()` -> dict, when given, runs after each evaluation (outside the clock, timed in `probe_s`) and its
+    numbers join the evaluation's point (bench.probe).
+    `stop(state)` runs at the end of every whole step; it raises to stop there (preemption: bench.checkpoint.stop_point).
     """
     state = state or TrainState()
     net = getattr(model, "module", model)  # the bare model: evaluation and warm-up run no collectives
@@ -179,10 +192,10 @@ def train(
         state.epoch, mid_epoch = state.epoch + 1, False  # saved after the epoch's last step, before the epoch advanced
     evals = eval_steps(spec.steps_per_epoch, spec.epochs, spec.evals_per_epoch)
     total_steps = spec.epochs * spec.steps_per_epoch
-    step_watch, sampler_watch = Stopwatch(device, state.train_s), Stopwatch(device, state.sampler_s)
+    clock = StepClock(device, state.train_s, state.sampler_s)  # the step and the sampler's share of it
     if not resumed:
         _warmup(net, data, spec, batch_size, device)
-        _evaluate(net, data, spec, state, on_eval)
+        _evaluate(net, data, spec, state, on_eval, probe)
     model.train()
     while state.epoch < spec.epochs and not state.stopped_by_time:
         if not mid_epoch:
@@ -190,15 +203,15 @@ def train(
         mid_epoch = False
         batches = iter(sampler)
         while True:
-            step_watch.start()
-            sampler_watch.start()
+            clock.start()
+            clock.start_share()
             idx = next(batches, None)
             if idx is None:
-                sampler_watch.stop()
-                step_watch.stop()
+                clock.stop_share()
+                clock.stop()
                 break
             weights = sampler.weights(idx)
-            sampler_watch.stop()
+            clock.stop_share()
             x, c, y = _batch(data, idx)
             losses = per_sample_loss(model(x, c), y, spec.task)
             loss, bad = weighted_loss(weights, losses)
@@ -210,26 +223,27 @@ def train(
                 optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            sampler_watch.start()
+            clock.start_share()
             update(idx, losses.detach())
-            sampler_watch.stop()
-            step_watch.stop()
+            clock.stop_share()
+            clock.stop()
             state.step += 1
-            state.train_s, state.sampler_s = step_watch.seconds, sampler_watch.seconds
+            state.train_s, state.sampler_s = clock.seconds, clock.share_seconds
             state.last_loss = float(loss.detach())
             on_step(state)
             if state.step in evals or state.step == total_steps:
-                _evaluate(net, data, spec, state, on_eval)
+                _evaluate(net, data, spec, state, on_eval, probe)
             if spec.max_time_s is not None and _time_is_up(spec, state, device, distributed):
                 state.stopped_by_time = True
                 break
             if _checkpoint_due(spec, state):
                 state.last_checkpoint_s = state.train_s
                 checkpoint(state)
+            stop(state)  # SIGTERM/SIGINT: checkpoint this whole step and raise (every rank after the same step)
         if not state.stopped_by_time:
             state.epoch += 1
     if state.curve and state.curve[-1]["step"] != state.step:
-        _evaluate(net, data, spec, state, on_eval)
+        _evaluate(net, data, spec, state, on_eval, probe)
     return state
 
 

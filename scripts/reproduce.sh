@@ -1,75 +1,93 @@
 #!/usr/bin/env bash
-# Reproduce the paper's wall-clock claims on the offline stand-in datasets, then build the report.
+# Reproduce the evaluation protocol on the offline stand-in datasets, build the report, fill docs/RESULTS.md.
 #
-#   scripts/reproduce.sh --quick            # ~20 min on a 2-core CPU: smaller MovieLens model, 3 seeds
-#   scripts/reproduce.sh                    # the full sweeps (hours on a CPU; use a GPU host or a cluster)
-#   scripts/reproduce.sh --device cuda --launcher local_parallel   # on a GPU host
+#   scripts/reproduce.sh --quick       # test experiments at quick budgets (conf/sweep/protocol_quick.yaml), ~25-30 min on 2 CPU cores
+#   scripts/reproduce.sh               # development sweeps (NWS tuning), then the test experiments at full budgets
+#                                      #   (conf/sweep/protocol.yaml): hours on a CPU; use a GPU host or a cluster
+#   scripts/reproduce.sh --device cuda --launcher local_parallel              # on a GPU host
+#   scripts/reproduce.sh --quick --dev                                        # quick, plus the development sweeps
+#   scripts/reproduce.sh --quick --experiments kdd04_long --extra "sampler=uniform seed=0 trainer.epochs=1" \
+#       --out /tmp/try --docs /tmp/RESULTS.md                                 # one tiny job end to end (a dry run)
 #
-# Runs every sampler x dataset x 3 seeds (conf/sweep/paper.yaml, one experiment at a time so each keeps
-# its own budget), the NWS sketch grid (conf/sweep/sketch_grid.yaml), the NWS cost-lever sweep (conf/sweep/nws_variants.yaml), the sketch fidelity script, then
-# `python -m bench.report`, and writes the table into docs/RESULTS.md between its cpu/gpu markers
-# (--no-docs leaves docs/RESULTS.md alone). Finished jobs are skipped on a re-run (results are keyed by
-# config hash), so an interrupted reproduction continues where it stopped.
+# The protocol: each test experiment x every registered sampler x 3 seeds, one experiment at a time; the report
+# takes each experiment's target from its uniform runs (T_u, 0.99 T_u), times and steps to reach them, the metric
+# at uniform's time, the final metric (bench.report). The development sweeps (conf/sweep/dev*.yaml) tune NWS on the
+# development experiments only; their rows go to OUT/dev and their own report. Then the report's table goes into
+# docs/RESULTS.md between its markers (section <device>-<mode>, and <device>-dev; --no-docs leaves it alone).
+# Finished jobs are skipped on a re-run (rows are keyed by config hash): an interrupted run continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-QUICK=0 DEVICE=auto LAUNCHER=basic DOCS=1 OUT=""
+QUICK=0 DEV="" DEVICE=auto LAUNCHER=basic DOCS=1 DOC=docs/RESULTS.md OUT="" ONLY="" EXTRA=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
+    --dev) DEV=1 ;;
     --device) DEVICE="$2"; shift ;;
     --launcher) LAUNCHER="$2"; shift ;;
     --out) OUT="$2"; shift ;;
+    --experiments) ONLY="$2"; shift ;;
+    --extra) EXTRA="$2"; shift ;;
+    --docs) DOC="$2"; shift ;;
     --no-docs) DOCS=0 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-    *) echo "reproduce.sh: unknown argument '$1' (allowed: --quick, --device cpu|cuda|auto, --launcher basic|local_parallel|slurm, --out DIR, --no-docs)" >&2; exit 2 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    *) echo "reproduce.sh: unknown argument '$1' (allowed: --quick, --dev, --device cpu|cuda|auto, --launcher basic|local_parallel|slurm, --out DIR, --experiments 'E ...', --extra 'KEY=VALUE ...', --docs FILE, --no-docs)" >&2; exit 2 ;;
   esac
   shift
 done
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 MODE=$([ "$QUICK" = 1 ] && echo quick || echo full)
+DEV=${DEV:-$([ "$QUICK" = 1 ] && echo 0 || echo 1)}  # full mode tunes first; quick mode uses the frozen settings
+SWEEP=$([ "$QUICK" = 1 ] && echo protocol_quick || echo protocol)
 OUT=${OUT:-results/reproduce-$MODE}
+SECTION=$([ "$DEVICE" = cuda ] && echo gpu || echo cpu)
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} HF_DATASETS_OFFLINE=${HF_DATASETS_OFFLINE:-1} WANDB_MODE=${WANDB_MODE:-offline}
+common="device=$DEVICE hydra/launcher=$LAUNCHER progress=false trainer.checkpoint_every_s=0"
+START=$SECONDS
 
-EXPERIMENTS="ml100k_ctr kdd04 adult mnist_subset_cnn"
-# Quick mode: the same data and budgets, but MovieLens-100k with a 256x256 MLP instead of the lineage's
-# 4 x 800 (the one model too slow for ~20 minutes on 2 cores); measured: all sweeps ~15 min on 2 cores.
-quick_overrides() {
-  case "$1" in
-    ml100k_ctr) echo "model.hidden=[256,256]" ;;
-  esac
+took() {  # "12 min 5 s" since $1 (seconds)
+  local s=$((SECONDS - $1)); echo "$((s / 60)) min $((s % 60)) s"
 }
-common="device=$DEVICE hydra/launcher=$LAUNCHER paths.results_dir=$OUT progress=false trainer.checkpoint_every_s=0"
+
+# The experiments of a sweep file, from its `experiment:` line (one place: conf/sweep/*.yaml).
+experiments_of() {
+  sed -n 's/^ *experiment: *\([^ #]*\).*/\1/p' "conf/sweep/$1.yaml" | tr ',' ' '
+}
+
+run_sweep() {  # run_sweep SWEEP RESULTS_DIR EXPERIMENT...: one experiment at a time, each timed
+  local sweep=$1 results=$2; shift 2
+  for e in "$@"; do
+    local t0=$SECONDS
+    echo "== $sweep: $e (every sampler x 3 seeds) $EXTRA"
+    # shellcheck disable=SC2086
+    "$PY" -m bench.run -m sweep="$sweep" experiment="$e" $common $EXTRA paths.results_dir="$results" \
+      hydra.sweep.dir="$results/sweeps/${e//\//_}"
+    echo "== $e took $(took "$t0")"
+  done
+}
 
 echo "== prepare datasets"
-"$PY" -m bench.prepare movielens100k kdd04 adult mnist_subset
+"$PY" -m bench.prepare mnist fashion_mnist kdd04 movielens100k mnist_subset adult digits
 
-for e in $EXPERIMENTS; do
-  extra=$([ "$QUICK" = 1 ] && quick_overrides "$e" || true)
-  echo "== sweep: $e (every sampler x 3 seeds) $extra"
-  # shellcheck disable=SC2086
-  "$PY" -m bench.run -m sweep=paper experiment="$e" $common $extra hydra.sweep.dir="$OUT/sweeps/$e"
-done
-
-echo "== sweep: NWS sketch grid on MovieLens-100k"
-if [ "$QUICK" = 1 ]; then
-  grid="experiment=ml100k_ctr sketch.depth=4,16,64 sketch.width=16,1024 sketch.bits=4 seed=0 $(quick_overrides ml100k_ctr)"
-else
-  grid="experiment=ml100k_ctr"
+if [ "$DEV" = 1 ]; then
+  t0=$SECONDS
+  run_sweep dev "$OUT/dev" ${ONLY:-$(experiments_of dev)}
+  run_sweep dev_nws_options "$OUT/dev" ${ONLY:-$(experiments_of dev_nws_options)}
+  "$PY" -m bench.report "$OUT/dev" --out "$OUT/dev/report"
+  if [ "$DOCS" = 1 ]; then
+    "$PY" scripts/fill_results.py "$OUT/dev/report/report.md" "$DOC" --section "$SECTION-dev" --took "$(took "$t0")"
+  fi
+  echo "== development sweeps took $(took "$t0")"
 fi
-# shellcheck disable=SC2086
-"$PY" -m bench.run -m sweep=sketch_grid $grid $common hydra.sweep.dir="$OUT/sweeps/sketch_grid"
 
-echo "== sweep: NWS cost levers (full re-estimation, pool, refresh) on MovieLens-100k"
-# shellcheck disable=SC2086
-"$PY" -m bench.run -m sweep=nws_variants experiment=ml100k_ctr $([ "$QUICK" = 1 ] && quick_overrides ml100k_ctr) $common hydra.sweep.dir="$OUT/sweeps/nws_variants"
+run_sweep "$SWEEP" "$OUT/test" ${ONLY:-$(experiments_of "$SWEEP")}
 
 echo "== sketch fidelity (error vs depth and width)"
 "$PY" scripts/sketch_fidelity.py $([ "$QUICK" = 1 ] && echo --quick) --out-dir "$OUT"
 
 echo "== report"
-"$PY" -m bench.report "$OUT" --out "$OUT/report" --fidelity "$OUT/sketch_fidelity.json"
+"$PY" -m bench.report "$OUT/test" --out "$OUT/report" --fidelity "$OUT/sketch_fidelity.json"
 if [ "$DOCS" = 1 ]; then
-  "$PY" scripts/fill_results.py "$OUT/report/report.md" docs/RESULTS.md --section "$( [ "$DEVICE" = cuda ] && echo gpu || echo cpu )-$MODE"
+  "$PY" scripts/fill_results.py "$OUT/report/report.md" "$DOC" --section "$SECTION-$MODE" --took "$(took "$START")"
 fi
-echo "done: $OUT/report/report.md"
+echo "done in $(took "$START"): $OUT/report/report.md"

@@ -3,12 +3,15 @@
 Pure PyTorch (no Hydra, no W&B); runs on whatever device its inputs are on.
 
     from sketch import SRPHash, NWSketch
-    sk = NWSketch(SRPHash(dim=d, rows=16, bits=4, seed=0), width=1024)
+    sk = NWSketch(SRPHash(dim=d, depth=16, bits=4, seed=0), width=1024)
     sk.update(x, losses); sk.estimate(x)
+    keys = feature_keys(x_raw)                      # centred hash keys: what SRP should see
+    bits = suggest_bits(num_samples=len(x_raw))     # ~16 training items per code
 """
 from ._exact import GaussianKernel, nadaraya_watson
 from ._hashes import LSHFamily, PStableHash, SRPHash, make_hash
-from ._sizing import suggest_depth, suggest_width
+from ._keys import feature_keys
+from ._sizing import suggest_bits, suggest_depth, suggest_width
 from ._sketch import NWSketch
 from .samplers import (
     SAMPLERS,
@@ -30,6 +33,8 @@ __all__ = [
     "NWSketch",
     "nadaraya_watson",
     "GaussianKernel",
+    "feature_keys",
+    "suggest_bits",
     "suggest_depth",
     "suggest_width",
     "FeedbackSampler",

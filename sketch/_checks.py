@@ -5,8 +5,10 @@ bad input fails at once with a `ValueError`/`TypeError` naming the argument, the
 """
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any, Callable, Mapping
+import warnings
+from typing import Any, Callable, Mapping, TypeVar
 
 import torch
 
@@ -21,6 +23,7 @@ __all__ = [
     "check_tensor",
     "check_finite",
     "check_same_device",
+    "renamed_keywords",
 ]
 
 
@@ -113,3 +116,28 @@ def check_options(checks: Mapping[str, Check], options: Mapping[str, Any]) -> di
     """Return `options` with each value passed through its check in `checks` (names without a check pass
     unchanged); the first bad value raises the check's ValueError/TypeError, which names the option."""
     return {name: checks[name](name, value) if name in checks else value for name, value in options.items()}
+
+
+Fn = TypeVar("Fn", bound=Callable[..., Any])
+
+
+def renamed_keywords(**renames: str) -> Callable[[Fn], Fn]:
+    """Return a decorator that still accepts each deprecated keyword `old` of `renames` (old -> new name): it is
+    passed on as `new` with a DeprecationWarning; giving both raises TypeError. The signature shown by
+    `inspect.signature` (and `help`) is the wrapped function's, with the new names only."""
+
+    def decorate(fn: Fn) -> Fn:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for old, new in renames.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise TypeError(f"{old} is the deprecated name of {new}: pass {new} only, got both")
+                    warnings.warn(f"{old}= is deprecated, {new}= replaced it (same meaning): pass {new}={kwargs[old]!r}",
+                                  DeprecationWarning, stacklevel=2)
+                    kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -1,7 +1,7 @@
 """The exact Nadaraya-Watson estimator: the reference the sketch approximates, and simple kernels.
 
     from sketch import nadaraya_watson, SRPHash, GaussianKernel
-    f = nadaraya_watson(queries, keys, values, kernel=SRPHash(dim=d, rows=1, bits=4).collision_probability)
+    f = nadaraya_watson(queries, keys, values, kernel=SRPHash(dim=d, depth=1, bits=4).collision_probability)
     f = nadaraya_watson(queries, keys, values, kernel=GaussianKernel(bandwidth=1.0))
 
 Cost is O(m * n * d): use it on small data (tests, fidelity plots), never in a training loop.

@@ -1,44 +1,64 @@
 """Locality-sensitive hash families: each maps inputs to one integer code per row.
 
-A family draws `rows` independent hash functions, each the concatenation of `bits` elementary hashes, and
-knows its own kernel in closed form: `collision_probability(x, y)` is P[one row's codes of x and y agree],
+A family draws `depth` independent hash functions (the rows of the sketch), each the concatenation of `bits`
+elementary hashes, and knows its own kernel in closed form: `collision_probability(x, y)` is P[one row's codes of x and y agree],
 the kernel that the Nadaraya-Watson sketch approximates.
 
     from sketch import SRPHash
-    h = SRPHash(dim=784, rows=16, bits=4, seed=0)
+    h = SRPHash(dim=784, depth=16, bits=4, seed=0)
     codes = h.codes(x)                       # LongTensor [n, 16]
     k = h.collision_probability(x, x[:5])    # Tensor [n, 5], equals (1 - angle/pi) ** 4
 
 Randomness comes from a local `torch.Generator` seeded with `seed` on the CPU, so the same seed gives the
 same functions on every device.
+
+`depth` was called `rows` before: `rows=` is still accepted (with a DeprecationWarning), and state dicts saved
+with a "rows" key in their config still load.
 """
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
 
-from ._checks import check_positive_float, check_positive_int, check_same_device, check_tensor
+from ._checks import check_positive_float, check_positive_int, check_same_device, check_tensor, renamed_keywords
 
-__all__ = ["LSHFamily", "SRPHash", "PStableHash", "FAMILIES", "make_hash"]
+__all__ = ["LSHFamily", "SRPHash", "PStableHash", "FAMILIES", "make_hash", "upgrade_config"]
 
 # Odd 64-bit multipliers (in signed range) used to fold the `bits` integer hashes of a row into one code.
 _FOLD_PRIME = 0x100000001B3  # FNV-1a 64-bit prime
 
 
+def upgrade_config(config: Any) -> Any:
+    """Return a hash `config()` dict with the names of this version: "rows" (before the rename) becomes "depth".
+
+    Anything that is not a dict with "rows" is returned unchanged, so comparisons still fail loudly."""
+    if isinstance(config, dict) and "rows" in config and "depth" not in config:
+        config = {("depth" if k == "rows" else k): v for k, v in config.items()}
+    return config
+
+
 class LSHFamily:
     """Base class of the hash families: parameters, device handling and `state_dict`.
 
-    Subclasses set `self.params` (tensors drawn from the seed) and implement `_raw(x)` -> [n, rows, bits]
+    Args:
+        dim: input dimension d.
+        depth: number of independent hash functions L, one per sketch row (formerly `rows`).
+        bits: elementary hashes K concatenated per row (more: a narrower kernel).
+        seed: seeds the local CPU generator the functions are drawn from.
+
+    Subclasses set `self.params` (tensors drawn from the seed) and implement `_raw(x)` -> [n, depth, bits]
     integer hashes plus `collision_probability(x, y)`.
     """
 
     name: str = "lsh"
 
-    def __init__(self, dim: int, rows: int, bits: int, seed: int = 0) -> None:
+    @renamed_keywords(rows="depth")
+    def __init__(self, dim: int, depth: int, bits: int, seed: int = 0) -> None:
         self.dim = check_positive_int("dim", dim)
-        self.rows = check_positive_int("rows", rows)
+        self.depth = check_positive_int("depth", depth)
         self.bits = check_positive_int("bits", bits)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an integer, got {seed!r}")
@@ -51,6 +71,12 @@ class LSHFamily:
 
     def collision_probability(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
+
+    @property
+    def rows(self) -> int:
+        """Deprecated name of `depth`."""
+        warnings.warn("LSHFamily.rows is deprecated, use .depth (same value)", DeprecationWarning, stacklevel=2)
+        return self.depth
 
     @property
     def num_codes(self) -> int | None:
@@ -71,12 +97,12 @@ class LSHFamily:
         return x
 
     def codes(self, x: torch.Tensor) -> torch.LongTensor:
-        """Return the codes of `x` [n, dim]: a LongTensor [n, rows], one code per row."""
+        """Return the codes of `x` [n, dim]: a LongTensor [n, depth], one code per row."""
         raw = self._raw(self._check_input("x", x))
         return self._fold(raw)
 
     def _fold(self, raw: torch.Tensor) -> torch.Tensor:
-        # raw: [n, rows, bits] int64. Fold the bits hashes of a row into one int64 (wrapping arithmetic).
+        # raw: [n, depth, bits] int64. Fold the bits hashes of a row into one int64 (wrapping arithmetic).
         code = torch.zeros(raw.shape[:2], dtype=torch.int64, device=raw.device)
         for k in range(self.bits):  # bits is small (a handful): a loop over hash positions, not items
             code = code * _FOLD_PRIME + raw[:, :, k]
@@ -89,14 +115,16 @@ class LSHFamily:
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments: enough to rebuild the same family."""
-        return {"family": self.name, "dim": self.dim, "rows": self.rows, "bits": self.bits, "seed": self.seed}
+        return {"family": self.name, "dim": self.dim, "depth": self.depth, "bits": self.bits, "seed": self.seed}
 
     def state_dict(self) -> dict[str, Any]:
         return {"config": self.config(), **{k: v.detach().cpu().clone() for k, v in self.params.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("config") != self.config():
-            raise ValueError(f"state_dict is for hash {state.get('config')}, this hash is {self.config()}")
+        """Load the parameters saved by `state_dict` (older states that say "rows" for `depth` load too)."""
+        config = upgrade_config(state.get("config"))
+        if config != self.config():
+            raise ValueError(f"state_dict is for hash {config}, this hash is {self.config()}")
         for k in self.params:
             self.params[k] = state[k].to(self.device)
 
@@ -122,11 +150,12 @@ class SRPHash(LSHFamily):
 
     name = "srp"
 
-    def __init__(self, dim: int, rows: int, bits: int, seed: int = 0, device: torch.device | str | None = None) -> None:
-        super().__init__(dim, rows, bits, seed)
+    @renamed_keywords(rows="depth")
+    def __init__(self, dim: int, depth: int, bits: int, seed: int = 0, device: torch.device | str | None = None) -> None:
+        super().__init__(dim, depth, bits, seed)
         if self.bits > 62:
             raise ValueError(f"bits must be <= 62 for SRPHash, got {bits}")
-        proj = torch.randn(dim, rows * bits, generator=self._generator())
+        proj = torch.randn(dim, depth * bits, generator=self._generator())
         self.params = {"projection": proj.to(device) if device is not None else proj}
         self._powers = 2 ** torch.arange(self.bits, dtype=torch.int64)
 
@@ -136,7 +165,7 @@ class SRPHash(LSHFamily):
 
     def _raw(self, x: torch.Tensor) -> torch.Tensor:
         signs = (x.to(self.params["projection"].dtype) @ self.params["projection"]) > 0
-        return signs.view(x.shape[0], self.rows, self.bits).to(torch.int64)
+        return signs.view(x.shape[0], self.depth, self.bits).to(torch.int64)
 
     def _fold(self, raw: torch.Tensor) -> torch.Tensor:
         # Bits pack exactly into [0, 2**bits): no folding collisions.
@@ -162,20 +191,21 @@ class PStableHash(LSHFamily):
 
     name = "pstable"
 
+    @renamed_keywords(rows="depth")
     def __init__(
         self,
         dim: int,
-        rows: int,
+        depth: int,
         bits: int,
         bandwidth: float = 1.0,
         seed: int = 0,
         device: torch.device | str | None = None,
     ) -> None:
-        super().__init__(dim, rows, bits, seed)
+        super().__init__(dim, depth, bits, seed)
         self.bandwidth = check_positive_float("bandwidth", bandwidth)
         g = self._generator()
-        a = torch.randn(dim, rows * bits, generator=g)
-        b = torch.rand(rows * bits, generator=g) * self.bandwidth
+        a = torch.randn(dim, depth * bits, generator=g)
+        b = torch.rand(depth * bits, generator=g) * self.bandwidth
         self.params = {"projection": a, "offset": b}
         if device is not None:
             self.to(device)
@@ -185,7 +215,7 @@ class PStableHash(LSHFamily):
 
     def _raw(self, x: torch.Tensor) -> torch.Tensor:
         proj = x.to(self.params["projection"].dtype) @ self.params["projection"] + self.params["offset"]
-        return torch.floor(proj / self.bandwidth).to(torch.int64).view(x.shape[0], self.rows, self.bits)
+        return torch.floor(proj / self.bandwidth).to(torch.int64).view(x.shape[0], self.depth, self.bits)
 
     def collision_probability(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Return [n, m]: p(||x_i - y_j||) ** bits, the closed form of Datar et al. (1 at distance 0)."""
@@ -202,18 +232,20 @@ class PStableHash(LSHFamily):
 FAMILIES = {"srp": SRPHash, "pstable": PStableHash}
 
 
+@renamed_keywords(rows="depth")
 def make_hash(
     family: str,
     dim: int,
-    rows: int,
+    depth: int,
     bits: int,
     bandwidth: float = 1.0,
     seed: int = 0,
     device: torch.device | str | None = None,
 ) -> LSHFamily:
-    """Return the hash family named `family` ("srp" or "pstable"; `bandwidth` is used by pstable only)."""
+    """Return the hash family named `family` ("srp" or "pstable"; `bandwidth` is used by pstable only) with
+    `depth` rows of `bits` concatenated hashes over `dim`-dimensional inputs."""
     if family == "srp":
-        return SRPHash(dim=dim, rows=rows, bits=bits, seed=seed, device=device)
+        return SRPHash(dim=dim, depth=depth, bits=bits, seed=seed, device=device)
     if family == "pstable":
-        return PStableHash(dim=dim, rows=rows, bits=bits, bandwidth=bandwidth, seed=seed, device=device)
+        return PStableHash(dim=dim, depth=depth, bits=bits, bandwidth=bandwidth, seed=seed, device=device)
     raise ValueError(f"family must be one of {', '.join(repr(f) for f in FAMILIES)}, got {family!r}")

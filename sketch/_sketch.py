@@ -10,16 +10,25 @@ Nadaraya-Watson estimator with the family's collision kernel. The sketch is line
 same hash merge by addition, so per-GPU updates can be all-reduced.
 
     from sketch import SRPHash, NWSketch
-    sk = NWSketch(SRPHash(dim=d, rows=16, bits=4, seed=0), width=1024)
+    sk = NWSketch(SRPHash(dim=d, depth=16, bits=4, seed=0), width=1024)
     sk.update(x, loss)            # x [n, d], loss [n]
     sk.estimate(q)                # [m]
     slots = sk.slots(x_all)       # training inputs are static: hash once, then
     sk.update_slots(slots[i], loss); sk.estimate_slots(slots)
+    slots = sk.slots(x_all, groups=labels)   # label-conditioned buckets: classes never share a bucket
 
 Storage: sums and counts side by side in one float table [L*W, 2]; a slot is `bucket + row*W`, so an
 estimate is one `embedding_bag` gather. Empty buckets: where a query's buckets hold no count in any row,
 `fallback` answers: "mean" (default) gives the mean of all values inserted so far (0 before any), a number
 gives that number.
+
+Groups: `slots(x, groups=g)` folds a non-negative group id per item (e.g. its class label) into each row's
+code before the code -> bucket map, so items of different groups land in different buckets and the estimate
+becomes a regression conditioned on the group. With the direct layout (SRP, 2**bits <= W) group g < W // 2**bits
+gets its own block of 2**bits buckets, code + g * 2**bits: separation is exact. Larger group ids, and the
+hashed layout, mix the group into the code before the universal hash: different groups then share a bucket
+only by aliasing (probability about 1/W per row, independently across rows). `groups=None`, and group 0
+everywhere, give the ungrouped slots bit for bit.
 
 Forgetting: with `decay` = g < 1 every `update` first scales all sums and counts by g, so a value inserted
 t updates ago weighs g**t: estimates follow losses that drift down as training goes, with an effective
@@ -34,11 +43,12 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_finite, check_fraction, check_positive_int, check_same_device, check_tensor
-from ._hashes import FAMILIES, LSHFamily
+from ._hashes import FAMILIES, LSHFamily, upgrade_config
 
 __all__ = ["NWSketch"]
 
 _MERSENNE = 2**31 - 1  # prime of the second-level universal hash (code -> bucket)
+_GROUP_MULTIPLIER = 0x2545F491  # < _MERSENNE: a group id g shifts a code by g * this (mod the prime) before mixing
 # Fold the lazy decay factor into the table once it drops below finfo(dtype).max ** this: stored cells are
 # value / factor, so 1/factor must stay far below the dtype's max (float32: 1/factor <= 1.4e9; float16: 16).
 _RESCALE_EXPONENT = -0.25
@@ -48,7 +58,7 @@ class NWSketch:
     """Nadaraya-Watson sketch: L x W buckets of (sum of values, count of items).
 
     Args:
-        hash: the LSH family (its `rows` is the sketch depth L; its kernel is the one approximated).
+        hash: the LSH family (its `depth` is the sketch depth L; its kernel is the one approximated).
         width: buckets per row W. When the family has at most W distinct codes per row (SRP with
             2**bits <= W) codes map to buckets one to one; otherwise a universal hash drawn from the
             family's seed maps codes to buckets, adding aliasing of about 1/W.
@@ -77,18 +87,22 @@ class NWSketch:
             raise TypeError(f"dtype must be torch.float32 or torch.float64 (half-precision counts stop growing "
                             f"at 256/2048), got {dtype}")
         device = hash.device
-        self.table = torch.zeros(hash.rows * self.width, 2, dtype=dtype, device=device)
+        self.table = torch.zeros(hash.depth * self.width, 2, dtype=dtype, device=device)
         self._scale = 1.0  # true table = self.table * self._scale
+        self.version = 0  # counts changes of the stored table: caches derived from it compare this
         g = torch.Generator(device="cpu").manual_seed(hash.seed + 0x5EED)
-        self._a = torch.randint(1, _MERSENNE, (hash.rows,), generator=g, dtype=torch.int64).to(device)
-        self._b = torch.randint(0, _MERSENNE, (hash.rows,), generator=g, dtype=torch.int64).to(device)
-        self._offsets = torch.arange(hash.rows, dtype=torch.int64, device=device) * self.width
+        self._a = torch.randint(1, _MERSENNE, (hash.depth,), generator=g, dtype=torch.int64).to(device)
+        self._b = torch.randint(0, _MERSENNE, (hash.depth,), generator=g, dtype=torch.int64).to(device)
+        self._offsets = torch.arange(hash.depth, dtype=torch.int64, device=device) * self.width
         self._direct = hash.num_codes is not None and hash.num_codes <= self.width
+        # direct layout: groups 0 .. direct_groups - 1 get disjoint blocks of num_codes buckets
+        self._direct_groups = self.width // hash.num_codes if self._direct else 0
 
     # -- shape ------------------------------------------------------------------------------------
     @property
     def depth(self) -> int:
-        return self.hash.rows
+        """Rows L (one per hash function of the family)."""
+        return self.hash.depth
 
     @property
     def device(self) -> torch.device:
@@ -100,17 +114,35 @@ class NWSketch:
         return float(self.table[: self.width, 1].sum()) * self._scale
 
     # -- hashing ----------------------------------------------------------------------------------
-    def slots(self, x: torch.Tensor) -> torch.LongTensor:
+    def slots(self, x: torch.Tensor, groups: torch.Tensor | None = None) -> torch.LongTensor:
         """Return the flat bucket indices of `x` [n, dim]: LongTensor [n, L], `bucket + row * width`.
 
-        Cache them (as int32 to halve memory) when inputs don't change; `update_slots`/`estimate_slots`
+        groups: None, or integer [n] of group ids in [0, 2**31 - 1) (e.g. class labels) folded into every
+            row's code, so that different groups land in different buckets (see the module docstring).
+        Cache the slots (as int32 to halve memory) when inputs don't change; `update_slots`/`estimate_slots`
         take them directly.
         """
         codes = self.hash.codes(x)
-        if self._direct:
-            return codes + self._offsets
-        mixed = (torch.remainder(codes, _MERSENNE) * self._a + self._b) % _MERSENNE
-        return mixed % self.width + self._offsets
+        if groups is None:
+            return (codes if self._direct else self._mix(torch.remainder(codes, _MERSENNE))) + self._offsets
+        g = self._check_groups(groups, codes.shape[0]).unsqueeze(1)
+        mixed = self._mix((torch.remainder(codes, _MERSENNE) + g * _GROUP_MULTIPLIER) % _MERSENNE)
+        if self._direct:  # groups that fit get their own block of codes: exact separation
+            mixed = torch.where(g < self._direct_groups, codes + g * self.hash.num_codes, mixed)
+        return mixed + self._offsets
+
+    def _mix(self, residues: torch.Tensor) -> torch.Tensor:
+        """The universal hash ((a c + b) mod p) mod W of codes already reduced mod p: [n, L] buckets."""
+        return (residues * self._a + self._b) % _MERSENNE % self.width
+
+    def _check_groups(self, groups: torch.Tensor, n: int) -> torch.Tensor:
+        check_tensor("groups", groups, ndim=1, floating=False, size={0: n})
+        check_same_device("groups", groups, self.device)
+        if n:
+            low, high = (int(v) for v in groups.aminmax())
+            if low < 0 or high >= _MERSENNE:
+                raise ValueError(f"groups must hold integers in [0, 2**31 - 1), got values in [{low}, {high}]")
+        return groups.long()
 
     def _check_slots(self, slots: torch.Tensor) -> torch.Tensor:
         check_tensor("slots", slots, ndim=2, floating=False, size={1: self.depth})
@@ -125,19 +157,25 @@ class NWSketch:
         return check_finite("y", values)
 
     # -- update -----------------------------------------------------------------------------------
-    def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Insert items `x` [n, dim] with values `y` [n] (finite; NaN/inf is rejected, tables untouched)."""
-        self.update_slots(self.slots(x), y)
+    def update(self, x: torch.Tensor, y: torch.Tensor, groups: torch.Tensor | None = None) -> None:
+        """Insert items `x` [n, dim] (of `groups` [n], optional) with values `y` [n] (finite; NaN/inf is
+        rejected, tables untouched)."""
+        self.update_slots(self.slots(x, groups), y)
 
     def update_slots(self, slots: torch.Tensor, y: torch.Tensor) -> None:
         """Insert items by their precomputed `slots` [n, L] (from `slots`) with values `y` [n]."""
-        slots = self._check_slots(slots)
-        y = self._check_values(y, slots.shape[0])
+        self._insert(self._check_slots(slots), self._check_values(y, slots.shape[0]))
+
+    def _insert(self, slots: torch.Tensor, y: torch.Tensor) -> None:
+        """`update_slots` without the argument checks, for callers that checked already (the samplers: their
+        slots come from this sketch and `FeedbackSampler.update` has dropped non-finite values)."""
         self._decay_step()
-        rows = slots.shape[1]
-        cells = torch.stack([y.to(self.table.dtype), torch.ones_like(y, dtype=self.table.dtype)], dim=1)
-        cells = (cells / self._scale).repeat_interleave(rows, dim=0)  # [n*L, 2], row-major like slots
-        self.table.index_add_(0, slots.reshape(-1).long(), cells)
+        flat = slots.reshape(-1)  # row-major: item 0's L slots, then item 1's, ... (int32 or int64)
+        values = (y.to(self.table.dtype) / self._scale).repeat_interleave(slots.shape[1])
+        # one index_add_ per column: about 2x faster on the CPU than adding stacked [n*L, 2] cells
+        self.table[:, 0].index_add_(0, flat, values)
+        self.table[:, 1].index_add_(0, flat, torch.ones_like(values) / self._scale)
+        self.version += 1
 
     def delta(self, slots: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Return the update of items (`slots` [n, L], values `y` [n]) in table form [L*W, 2], touching nothing.
@@ -157,6 +195,7 @@ class NWSketch:
         check_same_device("delta", delta, self.device)
         self._decay_step()
         self.table.add_(delta.to(self.table.dtype) / self._scale)
+        self.version += 1
 
     def _decay_step(self) -> None:
         if self.decay < 1.0:
@@ -165,13 +204,15 @@ class NWSketch:
                 self._materialize()
 
     def _materialize(self) -> None:
-        self.table.mul_(self._scale)
-        self._scale = 1.0
+        if self._scale != 1.0:
+            self.table.mul_(self._scale)
+            self._scale = 1.0
+            self.version += 1  # the stored cells changed (by rounding too)
 
     # -- estimate ---------------------------------------------------------------------------------
-    def estimate(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the estimates for queries `x` [m, dim]: Tensor [m]."""
-        return self.estimate_slots(self.slots(x))
+    def estimate(self, x: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the estimates for queries `x` [m, dim] (of `groups` [m], optional): Tensor [m]."""
+        return self.estimate_slots(self.slots(x, groups))
 
     def estimate_slots(self, slots: torch.Tensor) -> torch.Tensor:
         """Return the estimates for precomputed `slots` [m, L]: sum of row sums / sum of row counts."""
@@ -194,11 +235,15 @@ class NWSketch:
         return torch.cat([self.table[slots[i : i + chunk].long()].sum(1) for i in range(0, slots.shape[0], chunk)])
 
     def _fallback_value(self, like: torch.Tensor) -> torch.Tensor:
+        return self.fallback_estimate().to(like.dtype).expand_as(like)
+
+    def fallback_estimate(self) -> torch.Tensor:
+        """Return the estimate of a query whose buckets are all empty (0-dim tensor on the device, no host sync):
+        `fallback` if it is a number, else the mean of all values inserted so far (0 before any)."""
         if self.fallback != "mean":
-            return torch.full_like(like, float(self.fallback))
+            return torch.tensor(float(self.fallback), dtype=self.table.dtype, device=self.device)
         total = self.table[: self.width].sum(0)  # every item lands once in row 0
-        mean = torch.where(total[1] > 0, total[0] / total[1].clamp_min(torch.finfo(total.dtype).tiny), total[0] * 0)
-        return mean.expand_as(like)  # no host sync: stays on the device
+        return torch.where(total[1] > 0, total[0] / total[1].clamp_min(torch.finfo(total.dtype).tiny), total[0] * 0)
 
     # -- linearity --------------------------------------------------------------------------------
     def _check_compatible(self, other: "NWSketch") -> None:
@@ -215,12 +260,14 @@ class NWSketch:
         self._check_compatible(other)
         self._materialize()
         self.table.add_(other.table.to(self.device, self.table.dtype) * other._scale)
+        self.version += 1
         return self
 
     def reset(self) -> None:
         """Empty the tables."""
         self.table.zero_()
         self._scale = 1.0
+        self.version += 1
 
     # -- persistence ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -245,11 +292,12 @@ class NWSketch:
         self.decay, self.fallback = state["decay"], state["fallback"]
         self.table = table.to(self.device, self.table.dtype).clone()
         self._scale = float(state.get("scale", 1.0))
+        self.version += 1
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any], device: torch.device | str | None = None) -> "NWSketch":
-        """Rebuild a sketch (hash included) from `state_dict` output."""
-        cfg = dict(state["hash"]["config"])
+        """Rebuild a sketch (hash included) from `state_dict` output (older states with "rows" load too)."""
+        cfg = dict(upgrade_config(state["hash"]["config"]))
         family = FAMILIES[cfg.pop("family")]
         sk = cls(family(**cfg, device=device), width=state["width"], decay=state["decay"], fallback=state["fallback"],
                  dtype=state["table"].dtype)

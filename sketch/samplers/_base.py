@@ -2,11 +2,14 @@
 the record of recent weights, feedback cleaning and checkpoints.
 
 Every sampler in `sketch.samplers` subclasses `FeedbackSampler` and supplies only how one global batch is
-drawn (`_draw`), what happens at the start of an epoch (`_start_epoch`) and what feedback does (`_update`):
+drawn (`_draw`), what happens at the start of an epoch (`_start_epoch`), what feedback does (`_update`) and
+the distribution it draws from (`probabilities`):
 
     class MySampler(FeedbackSampler):
         cost = "what one step costs"
         def _draw(self, g):            # -> (indices LongTensor [G], weights Tensor [G]), G = batch_size * num_replicas
+            ...
+        def probabilities(self, indices=None):   # -> float [N] (or at indices): P[next single draw picks i]
             ...
 
 Determinism contract (all samplers): the batches of epoch `e` come from a local `torch.Generator` on the
@@ -73,7 +76,8 @@ class FeedbackSampler(Sampler[torch.Tensor]):
             `update` must then be called on every rank with the all-gathered indices and losses of the
             global batch, so that all ranks hold the same scores and keep drawing the same global batches.
 
-    Use: `set_epoch(e)`, iterate, `weights(idx)` for each yielded batch, `update(idx, losses)` after the step.
+    Use: `set_epoch(e)`, iterate, `weights(idx)` for each yielded batch, `update(idx, losses)` after the step;
+    `probabilities()` says what the next draw would pick (for probes: compare it with the true losses).
 
     Determinism: each epoch's iteration reseeds a local `torch.Generator` (on `device`) from (seed, epoch);
     no global RNG is touched. The same seed, epoch, device type and feedback (the same `update` calls, in
@@ -131,6 +135,7 @@ class FeedbackSampler(Sampler[torch.Tensor]):
         self.epoch = 0
         self.skipped_nonfinite = 0
         self._step = 0  # batches yielded so far in the current epoch
+        self._drawing_epoch: int | None = None  # the epoch whose stream `_generator` is drawing
         self._generator: torch.Generator | None = None
         self._resume = False  # set by load_state_dict: the next iteration continues the saved epoch
         self._recent: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=self.remembered_batches)
@@ -164,6 +169,7 @@ class FeedbackSampler(Sampler[torch.Tensor]):
         else:
             self._generator = torch.Generator(device=self.device).manual_seed(epoch_seed(self.seed, self.epoch))
             self._step = 0
+            self._drawing_epoch = self.epoch
             self._start_epoch(self._generator)
         g = self._generator
         while self._step < self.steps_per_epoch:
@@ -177,6 +183,34 @@ class FeedbackSampler(Sampler[torch.Tensor]):
 
     def _start_epoch(self, generator: torch.Generator) -> None:
         """Hook: prepare a fresh epoch (draw a permutation, prune, reset caches)."""
+
+    def _epoch_in_progress(self) -> bool:
+        """Whether the next draw continues the epoch under way (some but not all of its batches yielded, and no
+        `set_epoch` to another epoch since) rather than starting `self.epoch` afresh."""
+        return (self._generator is not None and self._drawing_epoch == self.epoch
+                and 0 < self._step < self.steps_per_epoch)
+
+    # -- the distribution drawn from --------------------------------------------------------------
+    def probabilities(self, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the probability that the next single draw picks each sample: float [N], or only at `indices`
+        (LongTensor [m] in [0, N)). It sums to 1 over [0, N) and reflects exactly what is drawn (each sampler
+        documents its caveats, e.g. without-replacement epochs or candidate pools). No generator is advanced
+        and no state changes. Each sampler defines its own: there is no default that is right for all."""
+        raise NotImplementedError(f"{type(self).__name__} does not define probabilities()")
+
+    def _checked_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Return `indices` (1-D integer tensor in [0, N)) as a LongTensor on the device, else raise naming it."""
+        check_tensor("indices", indices, ndim=1, floating=False)
+        idx = indices.to(self.device, torch.long)
+        if idx.numel():
+            low, high = (int(v) for v in idx.aminmax())
+            if low < 0 or high >= self.num_samples:
+                raise ValueError(f"indices must lie in [0, num_samples={self.num_samples}), got values in [{low}, {high}]")
+        return idx
+
+    def _probabilities_at(self, p: torch.Tensor, indices: torch.Tensor | None) -> torch.Tensor:
+        """`p` [N] itself (indices None) or at the checked `indices`."""
+        return p if indices is None else p.index_select(0, self._checked_indices(indices))
 
     def _draw(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover
         """Return one global batch: indices LongTensor [G] and their weights float [G], on self.device."""
@@ -281,6 +315,7 @@ class FeedbackSampler(Sampler[torch.Tensor]):
         if state.get("config") != self._config():
             raise ValueError(f"state_dict is for sampler {state.get('config')}, this sampler is {self._config()}")
         self.epoch, self._step = int(state["epoch"]), int(state["step"])
+        self._drawing_epoch = self.epoch
         self.skipped_nonfinite = int(state["skipped_nonfinite"])
         self._generator = None
         if state["generator"] is not None:

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from .._checks import check_fraction, check_positive_int
-from ._base import FeedbackSampler
+from ._base import FeedbackSampler, epoch_seed
 from ._losstable import LossTable
 from ._permutation import PermutationStream
 
@@ -73,19 +73,37 @@ class InfoBatchSampler(FeedbackSampler):
         """Whether `epoch` prunes (before the annealing epochs)."""
         return epoch < self.delta * self.num_epochs and self.prune_ratio > 0
 
-    def _start_epoch(self, generator: torch.Generator) -> None:
+    def _plan(self, generator: torch.Generator) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Return the epoch's kept pool (LongTensor [K], None: all N) and per-sample weights (float [N]), drawing
+        the pruning from `generator` (its first draws of the epoch)."""
         n = self.num_samples
-        weights = torch.ones(n, device=self.device)
-        pool = None
-        if self.pruning(self.epoch):
-            well_learned = self.table.seen & (self.table.values < self.table.observed_mean())
-            pruned = well_learned & (torch.rand(n, generator=generator, device=self.device) < self.prune_ratio)
-            pool = torch.nonzero(~pruned).squeeze(1)
-            k = pool.numel()
-            weights = torch.where(well_learned, k / (n * (1.0 - self.prune_ratio)), k / n).float()
-        self.kept = n if pool is None else pool.numel()
-        self._stream = PermutationStream(pool, n, generator)
-        self._epoch_weights = weights
+        if not self.pruning(self.epoch):
+            return None, torch.ones(n, device=self.device)
+        well_learned = self.table.seen & (self.table.values < self.table.observed_mean())
+        pruned = well_learned & (torch.rand(n, generator=generator, device=self.device) < self.prune_ratio)
+        pool = torch.nonzero(~pruned).squeeze(1)
+        k = pool.numel()
+        return pool, torch.where(well_learned, k / (n * (1.0 - self.prune_ratio)), k / n).float()
+
+    def _start_epoch(self, generator: torch.Generator) -> None:
+        pool, self._epoch_weights = self._plan(generator)
+        self.kept = self.num_samples if pool is None else pool.numel()
+        self._stream = PermutationStream(pool, self.num_samples, generator)
+
+    def probabilities(self, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the epoch's distribution (float [N], or at `indices`): 1/|K| on the kept set K, 0 on pruned
+        samples. Draws walk permutations of K, so every position is uniform over K. The epoch is the one under
+        way, else the plan a fresh iteration of `epoch` would draw now (same generator seed, current losses)."""
+        if self._epoch_in_progress() and self._stream is not None:
+            pool = self._stream.pool
+        else:
+            pool, _ = self._plan(torch.Generator(device=self.device).manual_seed(epoch_seed(self.seed, self.epoch)))
+        n = self.num_samples
+        if pool is None:
+            p = torch.full((n,), 1.0 / n, device=self.device)
+        else:
+            p = torch.zeros(n, device=self.device).index_fill_(0, pool, 1.0 / pool.numel())
+        return self._probabilities_at(p, indices)
 
     def _draw(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         indices = self._stream.take(self.global_batch_size, generator)

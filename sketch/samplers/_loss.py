@@ -78,6 +78,18 @@ class LossSampler(ProportionalSampler):
 
     def _scores(self, candidates: torch.Tensor | None) -> torch.Tensor:
         pool = torch.arange(self.num_samples, device=self.device) if candidates is None else candidates
+        return self._score_pool(pool, count=True)
+
+    def _all_scores(self) -> torch.Tensor:
+        """Score all N with score_fn, `pool_size` at a time (all at once when pool_size is None), without
+        counting non-finite scores in `skipped_nonfinite` (a probe must not change the sampler's record)."""
+        chunk = self.pool_size or self.num_samples
+        return torch.cat([self._score_pool(torch.arange(start, min(start + chunk, self.num_samples), device=self.device),
+                                           count=False)
+                          for start in range(0, self.num_samples, chunk)])  # a loop over chunks, not items
+
+    def _score_pool(self, pool: torch.Tensor, count: bool) -> torch.Tensor:
+        """score_fn(pool) under no_grad as float32 on the device, non-finite scores as 0 (counted if `count`)."""
         with torch.no_grad():
             out = self.score_fn(pool)
         if not isinstance(out, torch.Tensor) or out.shape != pool.shape:
@@ -86,7 +98,6 @@ class LossSampler(ProportionalSampler):
         scores = out.detach().to(self.device, torch.float32)
         finite = torch.isfinite(scores)
         bad = int((~finite).sum())
-        if bad:
+        if bad and count:
             self._count_nonfinite(bad, "score_fn output (scored as 0)")
-            scores = torch.where(finite, scores, torch.zeros_like(scores))
-        return scores
+        return torch.where(finite, scores, torch.zeros_like(scores)) if bad else scores

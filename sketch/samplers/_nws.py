@@ -1,6 +1,7 @@
 """The paper's sampler (arXiv 2311.13583): importance sampling by a Nadaraya-Watson sketch of the loss.
 
-    sampler = NWSSampler.from_features(features, batch_size=512, rows=16, bits=4, width=1024, seed=0)
+    sampler = NWSSampler.from_features(features, batch_size=512, depth=16, bits=12, width=4096, seed=0,
+                                       proposal="sketch")
     for epoch in range(E):
         sampler.set_epoch(epoch)
         for idx in sampler:                      # LongTensor [512]
@@ -8,19 +9,35 @@
             (sampler.weights(idx) * loss).mean().backward(); opt.step(); opt.zero_grad()
             sampler.update(idx, loss.detach())  # inserts the batch's losses into the sketch
 
-`features` [N, d] are what is hashed (inputs, or a fixed random embedding of them); their slots in the
-sketch are computed once (int32, [N, L]). Each refresh estimates the loss of every sample from the sketch,
-est_i = NW estimate clamped at >= 0, and samples with p = (1 - mix) est / sum(est) + mix / N (uniform while
-the sketch is empty); weights 1 / (N p). Cheaper variants (see shared/PERF.md):
-  - refresh_every=k: re-estimate every k steps and draw from the cached p in between;
-  - pool_size=M: estimate only a uniform pool of M candidates per refresh and draw the batch from it,
-    weights 1 / (M q); both keep the loss unbiased. They combine: a pool is then reused for k steps.
+`features` [N, d] are what is hashed (inputs, or a fixed random embedding of them); `from_features` first
+turns them into keys with `feature_keys` (centred by default: uncentred features put almost everything in
+one or two SRP buckets and the sampler silently becomes uniform), optionally folds a group id per item
+(e.g. its label) into the buckets, and computes the slots once (int32, [N, L]). Two proposals:
+
+  proposal="full" (default): each refresh estimates the loss of every sample from the sketch, est_i = NW
+      estimate clamped at >= 0, and samples with p = (1 - mix) est / sum(est) + mix / N (uniform while the
+      sketch is empty); weights 1 / (N p). O(N L) per refresh; cheaper variants:
+        - refresh_every=k: re-estimate every k steps and draw from the cached p in between;
+        - pool_size=M: estimate only a uniform pool of M candidates per refresh and draw the batch from it,
+          weights 1 / (M q); both keep the loss unbiased. They combine: a pool is then reused for k steps.
+  proposal="sketch": draw straight from the sketch's buckets (a row uniformly, a bucket in proportion to its
+      items times its estimate, an item uniformly inside it; mixed with uniform), with the exact p(i) in
+      O(L) per drawn item: the cost per step does not depend on N (see `sketch.samplers._native`). Its p is
+      a mixture of the rows' per-bucket estimates, not the ratio of summed sketch values that "full" uses.
+        - refresh_every=1 (default): the bucket masses follow every update (O(B L) per update) and each
+          step's distribution is rebuilt from them (O(L W) streaming sum);
+        - refresh_every=k: the bucket masses are recomputed from the sketch every k steps (O(L W)) and the
+          distribution is reused in between; p stays exact for what is drawn (it is the cached one's), the
+          sketch keeps learning from every update, and the updates skip the O(B L) bookkeeping.
+      pool_size does not apply (nothing is scored). Extra memory: one int32 permutation of the N items per
+      row (the size of the int32 slots) plus a few arrays of L * W (`memory_bytes`).
 
 With num_replicas > 1, call `update` on every rank with the all-gathered indices and losses (the sketch
 must stay identical on all ranks), or, cheaper, with this rank's own indices and losses and `reduce=` a
 function that sums the sketch update across ranks (`sketch.distributed` does this: the sketch is linear,
-so all-reducing the per-rank updates equals one update with the global batch). On CUDA the sketch's
-scatter-add is not bit-deterministic unless torch.use_deterministic_algorithms(True) is set.
+so all-reducing the per-rank updates equals one update with the global batch). Both proposals work either
+way. On CUDA the sketch's scatter-add is not bit-deterministic unless torch.use_deterministic_algorithms(True)
+is set.
 """
 from __future__ import annotations
 
@@ -28,27 +45,39 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from .._checks import check_positive_int, check_tensor
+from .._checks import check_positive_int, check_tensor, one_of, renamed_keywords
 from .._hashes import make_hash
+from .._keys import KEY_MODES, feature_keys
 from .._sketch import NWSketch
 from ._base import resolve_device
+from ._native import Distribution, SketchProposal
 from ._proportional import ProportionalSampler
 
-__all__ = ["NWSSampler"]
+__all__ = ["NWSSampler", "features_to_slots", "PROPOSALS"]
 
 _INT32_MAX = 2**31 - 1
+PROPOSALS = ("full", "sketch")
 
 
-def features_to_slots(sketch: NWSketch, features: torch.Tensor, chunk_size: int = 65536) -> torch.Tensor:
-    """Return the int32 slots [N, L] of `features` [N, d] (moved to the sketch's device chunk by chunk)."""
+def features_to_slots(
+    sketch: NWSketch,
+    features: torch.Tensor,
+    chunk_size: int = 65536,
+    groups: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Return the int32 slots [N, L] of `features` [N, d] (of `groups` [N], optional; see `NWSketch.slots`),
+    moved to the sketch's device chunk by chunk."""
     check_tensor("features", features, ndim=2, floating=True)
     check_positive_int("chunk_size", chunk_size)
+    if groups is not None:
+        check_tensor("groups", groups, ndim=1, floating=False, size={0: features.shape[0]})
     if sketch.depth * sketch.width > _INT32_MAX:
-        raise ValueError(f"rows * width must be < 2**31 to store slots as int32, got {sketch.depth * sketch.width}")
+        raise ValueError(f"depth * width must be < 2**31 to store slots as int32, got {sketch.depth * sketch.width}")
     out = torch.empty(features.shape[0], sketch.depth, dtype=torch.int32, device=sketch.device)
     for start in range(0, features.shape[0], chunk_size):  # a loop over chunks of rows, bounding memory
         chunk = features[start : start + chunk_size].to(sketch.device)
-        out[start : start + chunk.shape[0]] = sketch.slots(chunk).to(torch.int32)
+        group = None if groups is None else groups[start : start + chunk_size].to(sketch.device)
+        out[start : start + chunk.shape[0]] = sketch.slots(chunk, group).to(torch.int32)
     return out
 
 
@@ -57,19 +86,28 @@ class NWSSampler(ProportionalSampler):
 
     Args:
         sketch: an `NWSketch` on `device` (the sampler updates it in place).
-        slots: int32/int64 [N, L] from `sketch.slots(features)` on `device`; N = slots.shape[0].
+        slots: int32/int64 [N, L] from `sketch.slots(features)` (or `features_to_slots`) on `device`;
+            N = slots.shape[0].
         batch_size: indices per yielded batch (per rank).
         mix: uniform share alpha of p, in [0, 1] (every weight <= 1/alpha).
-        pool_size: None (estimate all N) or M in [1, N] (two-stage sampling from a uniform pool of M).
-        refresh_every: re-estimate every k steps, reuse the cached distribution in between.
+        proposal: "full" (estimate every item, or a pool, from the sketch and sample in proportion) or
+            "sketch" (draw from the sketch's buckets; per-step cost independent of N; see the module docstring).
+        pool_size: "full" only: None (estimate all N) or M in [1, N] (two-stage sampling from a uniform pool of M).
+        refresh_every: re-estimate ("full") or recompute the bucket masses ("sketch") every k steps and reuse
+            the cached distribution in between.
         num_samples: optional; must equal slots.shape[0].
         and the shared arguments of `FeedbackSampler`.
     """
 
-    option_checks = {**ProportionalSampler.option_checks, **ProportionalSampler.proposal_checks}
+    option_checks = {
+        **ProportionalSampler.option_checks,
+        **ProportionalSampler.proposal_checks,
+        "proposal": one_of(*PROPOSALS),
+    }
     cost = (
-        "one sketch estimate (embedding_bag gather of L slots) of N items, or of pool_size items, every "
-        "refresh_every steps + one multinomial draw + one sketch update of B * num_replicas items"
+        'proposal="full": one sketch estimate (embedding_bag gather of L slots) of N items, or of pool_size items, '
+        'every refresh_every steps + one multinomial draw; proposal="sketch": O(L W) streaming sum + '
+        "O(B (log W + L)) draw, independent of N; both: one sketch update of B * num_replicas items"
     )
 
     def __init__(
@@ -79,6 +117,7 @@ class NWSSampler(ProportionalSampler):
         batch_size: int,
         *,
         mix: float = 0.1,
+        proposal: str = "full",
         pool_size: int | None = None,
         refresh_every: int = 1,
         num_samples: int | None = None,
@@ -90,43 +129,66 @@ class NWSSampler(ProportionalSampler):
         if num_samples is not None and num_samples != slots.shape[0]:
             raise ValueError(f"num_samples must equal slots.shape[0]={slots.shape[0]}, got {num_samples}")
         super().__init__(slots.shape[0], batch_size, mix=mix, **common)
+        self.proposal = self.check_options(proposal=proposal)["proposal"]
         self._configure_proposal(pool_size, refresh_every)
+        if self.proposal == "sketch" and slots.shape[0] > _INT32_MAX:
+            raise ValueError(f"slots must have at most 2**31 - 1 rows with proposal='sketch' (its item index is "
+                             f"int32), got {slots.shape[0]}")
+        if self.proposal == "sketch" and pool_size is not None:
+            raise ValueError(f"pool_size must be None with proposal='sketch' (it draws from the sketch's buckets, "
+                             f"not from a scored pool), got {pool_size}")
         if sketch.device != self.device:
             raise ValueError(f"sketch lives on {sketch.device} but device is {self.device}; move it with sketch.to(device)")
         if slots.device != self.device:
             raise ValueError(f"slots is on {slots.device} but device is {self.device}; move it with slots.to(device)")
         low, high = (int(v) for v in slots.aminmax())
         if low < 0 or high >= sketch.depth * sketch.width:
-            raise ValueError(f"slots must lie in [0, rows * width = {sketch.depth * sketch.width}), got values in "
+            raise ValueError(f"slots must lie in [0, depth * width = {sketch.depth * sketch.width}), got values in "
                              f"[{low}, {high}]; compute them with sketch.slots(features)")
         self.sketch = sketch
         self.slots = slots
+        self._native: SketchProposal | None = None
+        self._dist: Distribution | None = None  # proposal="sketch": the cached distribution of the next draws
+        if self.proposal == "sketch":
+            self._native = SketchProposal(slots, sketch.width, self.global_batch_size)
 
     @classmethod
+    @renamed_keywords(rows="depth")
     def from_features(
         cls,
         features: torch.Tensor,
         batch_size: int,
         *,
         family: str = "srp",
-        rows: int = 16,
+        depth: int = 16,
         bits: int = 4,
         width: int = 1024,
         bandwidth: float = 1.0,
         decay: float = 1.0,
+        keys: str = "center",
+        groups: torch.Tensor | None = None,
         seed: int = 0,
         device: str | torch.device = "cpu",
         chunk_size: int = 65536,
         **kwargs: Any,
     ) -> "NWSSampler":
         """Build the hash (`family` "srp" or "pstable"; `bandwidth` is used by "pstable"), the sketch and the
-        int32 slots of `features` [N, d], then the sampler. `seed` seeds both the hash and the sampler;
-        the other keyword arguments (mix, pool_size, refresh_every, steps_per_epoch, ...) go to the sampler."""
+        int32 slots of `features` [N, d], then the sampler.
+
+        keys: how `features` become hash keys (`feature_keys`): "center" (default) subtracts the column mean,
+            "standardize" also scales columns to unit variance, "none" hashes the features as given.
+        groups: optional integer [N] of non-negative group ids (e.g. class labels) folded into the buckets, so
+            that the estimate of an item only pools items of its own group (`NWSketch.slots`).
+        depth: rows L (`rows=` is accepted with a DeprecationWarning).
+        `seed` seeds both the hash and the sampler; the other keyword arguments (mix, proposal, pool_size,
+        refresh_every, steps_per_epoch, ...) go to the sampler.
+        """
         check_tensor("features", features, ndim=2, floating=True)
+        one_of(*KEY_MODES)("keys", keys)
         dev = resolve_device(device)
-        hash_ = make_hash(family, features.shape[1], rows, bits, bandwidth, seed=seed, device=dev)
+        hash_ = make_hash(family, features.shape[1], depth, bits, bandwidth, seed=seed, device=dev)
         sketch = NWSketch(hash_, width=width, decay=decay)
-        slots = features_to_slots(sketch, features, chunk_size)
+        slots = features_to_slots(sketch, feature_keys(features, keys), chunk_size, groups)
         return cls(sketch, slots, batch_size, seed=seed, device=dev, **kwargs)
 
     def _scores(self, candidates: torch.Tensor | None) -> torch.Tensor:
@@ -162,11 +224,60 @@ class NWSSampler(ProportionalSampler):
         self.sketch.apply_delta(delta)
 
     def _update(self, indices: torch.Tensor, losses: torch.Tensor) -> None:
-        self.sketch.update_slots(self.slots.index_select(0, indices), losses)  # index_select: 2-3x faster than [] on the CPU
+        last = None if self._native is None else self._native.last_draw
+        if last is not None and last[0] is indices and last[1] == indices._version:  # the batch just drawn
+            batch_slots = last[2]
+        else:
+            batch_slots = self.slots.index_select(0, indices)  # index_select: 2-3x faster than [] on the CPU
+        self.sketch._insert(batch_slots, losses)  # checked: slots validated at construction, losses finite
+        if self._native is not None and self.refresh_every == 1:  # k > 1: the cached masses must stay as drawn
+            self._native.absorb(self.sketch, batch_slots)
 
+    def _start_epoch(self, generator: torch.Generator) -> None:
+        super()._start_epoch(generator)
+        self._dist = None
+
+    def _draw(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._native is None:
+            return super()._draw(generator)
+        if self._dist is None or self._step % self.refresh_every == 0:
+            self._dist = self._native.distribution(self.sketch, self.mix)
+        items, p = self._native.draw(self._dist, self.global_batch_size, generator)
+        return items, 1.0 / (self.num_samples * p)
+
+    def probabilities(self, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the probability that the next single draw picks each sample (float [N], or at `indices`).
+
+        proposal="sketch": exactly p(i) = mix/N + (1 - mix)/L sum_r mu_{r,b_r(i)}/Z_r, O(L) per item, under the
+            cached distribution while it serves the epoch under way (refresh_every > 1), else the current one.
+        proposal="full": as `ProportionalSampler.probabilities` (with a pool: the pool-free q it approximates).
+        """
+        if self._native is None:
+            return super().probabilities(indices)
+        items = None if indices is None else self._checked_indices(indices)
+        return self._native.probabilities(self._next_distribution(), items)
+
+    def _next_distribution(self) -> Distribution:
+        """The distribution the next draw uses: the cached one while it is live, else a fresh one."""
+        live = (self._dist is not None and self._epoch_in_progress() and self._step % self.refresh_every != 0)
+        return self._dist if live else self._native.distribution(self.sketch, self.mix)
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the sampler's tensors: sketch tables, slots and (proposal="sketch") the bucket index."""
+        native = 0 if self._native is None else self._native.memory_bytes()
+        return self.sketch.memory_bytes() + self.slots.numel() * self.slots.element_size() + native
+
+    # The live bucket state is a function of the sketch's table (rebuilt on loading); a distribution cached
+    # for refresh_every > 1 steps is not, so its bucket state is saved with it.
     def _extra_state(self) -> dict[str, Any]:
-        return {**super()._extra_state(), "sketch": self.sketch.state_dict()}
+        cached = self._native is not None and self.refresh_every > 1 and self._dist is not None
+        native = self._native.state_dict(self._dist) if cached else None
+        return {**super()._extra_state(), "sketch": self.sketch.state_dict(), "native": native}
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         super()._load_extra_state(state)
         self.sketch.load_state_dict(state["sketch"])  # raw table and decay factor: bit-identical
+        native = state.get("native")
+        self._dist = None
+        if native is not None and self._native is not None:
+            self._dist = self._native.load_state_dict(native, self.mix)

@@ -118,9 +118,22 @@ class ProportionalSampler(FeedbackSampler):
         indices = positions if self._candidates is None else self._candidates[positions]
         return indices, 1.0 / (q.numel() * q[positions])
 
-    def probabilities(self) -> torch.Tensor:
-        """Return the current q over all N samples (float [N]): what an un-pooled draw would use now."""
-        return mix_probabilities(self._scores(None), self.mix)
+    def probabilities(self, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """Return q, the probability that the next single draw picks each sample (float [N], or at `indices`).
+
+        Without a pool: the q the next draw uses, i.e. the cached q while it still serves the epoch under way
+        (refresh_every > 1), else q from the current scores. With `pool_size` set the batch is drawn from a
+        random pool of M candidates, so no fixed q over N describes one draw: this returns the pool-free
+        q = (1 - mix) s / sum(s) + mix / N over all N current scores, which the pool approximates.
+        """
+        cached = (self.pool_size is None and self._q is not None and self._epoch_in_progress()
+                  and self._step % self.refresh_every != 0)
+        q = self._q if cached else mix_probabilities(self._all_scores(), self.mix)
+        return self._probabilities_at(q, indices)
+
+    def _all_scores(self) -> torch.Tensor:
+        """The scores of all N samples (subclasses whose scoring is costly may chunk it)."""
+        return self._scores(None)
 
     # The cached proposal can't be recomputed after later updates, so it is saved when it outlives a step.
     def _extra_state(self) -> dict[str, Any]:

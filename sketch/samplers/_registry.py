@@ -2,7 +2,7 @@
 
     from sketch.samplers import build_sampler, SAMPLERS
     sampler = build_sampler("history", num_samples=N, batch_size=512, mix=0.1, seed=0)
-    sampler = build_sampler("nws", features=X, batch_size=512, rows=16, bits=4, width=1024)
+    sampler = build_sampler("nws", features=X, batch_size=512, depth=16, bits=4, width=1024)
 
 "nws" with a `features` argument goes through `NWSSampler.from_features`; with `sketch` and `slots` it
 calls the constructor. Every other name calls its class with the keyword arguments as given.

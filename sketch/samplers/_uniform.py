@@ -39,6 +39,11 @@ class UniformSampler(FeedbackSampler):
         indices = self._stream.take(self.global_batch_size, generator)
         return indices, torch.ones(indices.numel(), device=self.device)
 
+    def probabilities(self, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """Return 1/N for every sample (float [N], or at `indices`): without replacement, every position of a
+        permutation is uniform over the N samples."""
+        return self._probabilities_at(torch.full((self.num_samples,), 1.0 / self.num_samples, device=self.device), indices)
+
     def _extra_state(self) -> dict[str, Any]:
         return {"stream": None if self._stream is None else self._stream.state_dict()}
 
