@@ -52,9 +52,12 @@ def checkpoint_path(results_dir: str | Path, rid: str) -> Path:
     return Path(results_dir) / "ckpt" / f"{rid}.pt"
 
 
-def save_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: Any, scheduler: Optional[Any], sampler: Any, state: TrainState) -> None:
-    """Write everything needed to continue the run exactly, atomically (temp file + rename)."""
+def save_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: Any, scheduler: Optional[Any], sampler: Any, state: TrainState,
+                    extra: Optional[dict[str, Any]] = None) -> None:
+    """Write everything needed to continue the run exactly, atomically (temp file + rename). `extra` maps names to
+    other stateful parts (with `state_dict`/`load_state_dict`, e.g. bench.features.ModelRekey)."""
     blob = {
+        "extra": {name: part.state_dict() for name, part in (extra or {}).items()},
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -84,8 +87,9 @@ def _read(path: Path) -> dict[str, Any]:
     return blob
 
 
-def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: Any, scheduler: Optional[Any], sampler: Any) -> TrainState:
-    """Restore model, optimizer, schedule, sampler and RNG from `path`; return the saved TrainState.
+def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: Any, scheduler: Optional[Any], sampler: Any,
+                    extra: Optional[dict[str, Any]] = None) -> TrainState:
+    """Restore model, optimizer, schedule, sampler, the `extra` parts and RNG from `path`; return the saved TrainState.
 
     Raises CheckpointError, with nothing restored, when the file cannot be read."""
     blob = _read(path)
@@ -94,6 +98,8 @@ def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: Any, sched
     if scheduler is not None and blob["scheduler"] is not None:
         scheduler.load_state_dict(blob["scheduler"])
     sampler.load_state_dict(blob["sampler"])
+    for name, part in (extra or {}).items():
+        part.load_state_dict(blob["extra"][name])
     torch.set_rng_state(blob["torch_rng"])
     if blob["cuda_rng"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(blob["cuda_rng"])

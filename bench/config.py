@@ -30,7 +30,8 @@ __all__ = ["ConfigError", "RunConfig", "TOP_LEVEL", "register_configs", "validat
            "composition_error", "FAMILIES"]
 
 FAMILIES = ("srp", "pstable")
-KEY_INPUTS = ("raw", "projection")
+KEY_INPUTS = ("raw", "projection", "model")
+KEY_NORMALIZE = ("center", "standardize", "none")  # sketch.feature_keys modes
 DEVICES = ("auto", "cpu", "cuda")
 SCHEDULES = ("constant", "cosine", "onecycle", "linear")
 WANDB_MODES = ("online", "offline", "disabled")
@@ -102,11 +103,14 @@ MODEL_SCHEMAS = {name: _model_schema(cls) for name, cls in MODELS.items()}
 
 @dataclass
 class KeyConfig:
-    input: str = "raw"  # what is hashed: raw (flattened input, fixed random embedding of categorical fields) or projection
+    input: str = "raw"  # what is hashed: raw (flattened input, categorical fields through a fixed random embedding), projection (a fixed random projection of raw) or model (the model's penultimate features, re-hashed every rehash_every epochs)
+    normalize: str = "center"  # how inputs become keys (sketch.feature_keys): center, standardize (also unit variance) or none
     proj_dim: int = 64  # output dimension of the fixed random projection (input=projection)
     embed_dim: int = 4  # per-field width of the fixed random embedding of categorical fields
-    with_label: bool = False  # append the (scaled) label to the hashed vector
+    with_label: bool = False  # append the (scaled) one-hot label to the hashed vector: it tilts the angles
     label_scale: float = 1.0  # scale of the appended label
+    label_buckets: bool = False  # one set of buckets per class (sketch groups): an item's estimate pools only its own class
+    rehash_every: int = 1  # input=model: re-hash the model's features at the start of every this many epochs (counted in the clock)
 
 
 @dataclass
@@ -296,7 +300,8 @@ def validate(cfg: DictConfig) -> None:
         _fail("seed", cfg.seed, "an integer >= 0")
     _one_of(cfg, "sampler.name", tuple(SAMPLERS))
     _one_of(cfg, "sketch.family", FAMILIES)
-    for key in ("sketch.depth", "sketch.width", "sketch.bits", "sketch.key.proj_dim", "sketch.key.embed_dim"):
+    for key in ("sketch.depth", "sketch.width", "sketch.bits", "sketch.key.proj_dim", "sketch.key.embed_dim",
+                "sketch.key.rehash_every"):
         _int_at_least(cfg, key, 1)
     if cfg.sketch.family == "srp" and cfg.sketch.bits > 62:
         _fail("sketch.bits", cfg.sketch.bits, "an integer in [1, 62] for srp")
@@ -305,6 +310,11 @@ def validate(cfg: DictConfig) -> None:
     if isinstance(d, bool) or not isinstance(d, (int, float)) or not (0 < d <= 1):
         _fail("sketch.decay", d, "a number in (0, 1]")
     _one_of(cfg, "sketch.key.input", KEY_INPUTS)
+    _one_of(cfg, "sketch.key.normalize", KEY_NORMALIZE)
+    entry = SAMPLERS.get(cfg.sampler.name)
+    if cfg.sketch.key.input == "model" and entry is not None and "sketch" in entry.reads and not hasattr(entry.cls, "rekey"):
+        _fail("sketch.key.input", "model", f"raw or projection for sampler={cfg.sampler.name} (it cannot re-hash "
+              f"the model's features as they change)")
     _int_at_least(cfg, "trainer.batch_size", 1)
     _int_at_least(cfg, "trainer.epochs", 1)
     _int_at_least(cfg, "trainer.evals_per_epoch", 1)
@@ -383,6 +393,8 @@ def validate_against_data(cfg: DictConfig, num_train: int, task: str, y_test: An
     if cfg.trainer.target_metric not in allowed:
         _fail("trainer.target_metric", cfg.trainer.target_metric, f"one of {', '.join(allowed)} for a {task} dataset")
     _validate_target(cfg.trainer.target, METRICS[cfg.trainer.target_metric])  # again: a table's metric was auto
+    if task == "regression" and cfg.sketch.key.label_buckets and "sketch" in SAMPLERS[cfg.sampler.name].reads:
+        _fail("sketch.key.label_buckets", True, "false for a regression dataset (it needs class labels)")
     if cfg.trainer.target_metric == "auc" and y_test is not None:
         positive = int((y_test > 0.5).sum())
         negative = int(y_test.numel()) - positive

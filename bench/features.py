@@ -1,33 +1,38 @@
-"""What the NWS sampler hashes: the hash key of every training sample, and its cached sketch slots.
+"""What the NWS sketch hashes: the hash key of every training item, its cached sketch slots, and the re-hash of
+the model's own features during training.
 
-The key of a sample is its raw input, flattened and centered, with categorical fields replaced by a fixed
-random embedding (as the paper's prototype hashed CTR data); optionally passed through a fixed random
-projection (`input=projection`) and optionally with the label appended (`with_label`). Training inputs do not
-change, so the sketch slots of all N samples are computed once and cached on disk, keyed by everything that
-determines them.
+The key of an item (`sketch.key`, bench.config.KeyConfig):
+- `input=raw`: its input, flattened, with categorical fields replaced by a fixed random embedding (as the paper's
+  prototype hashed CTR data); `input=projection`: a fixed random projection of that; `input=model`: the model's
+  penultimate features (`model.embed`), re-hashed every `rehash_every` epochs as the model learns;
+- made into keys by `sketch.feature_keys` (`normalize`: center, the default, standardize or none: the library's
+  one code path, so a key here is what `NWSSampler.from_features` would hash);
+- optionally with the scaled one-hot label appended (`with_label`), or with one set of buckets per class
+  (`label_buckets`: the label is folded into the buckets, `NWSketch.slots(x, groups=labels)`).
+Raw and projected keys do not change, so the slots of all N items are computed once and cached on disk, keyed by
+everything that determines them.
 
     sketch, slots = sketch_and_slots(cfg_sketch, data, seed=0, device="cpu", cache_dir=root)   # what NWS needs
-    keys = hash_keys(x_num, x_cat, cardinalities, input="raw", embed_dim=4, seed=0)        # float32 [N, d]
-    sketch = build_sketch(dim=keys.shape[1], family="srp", depth=16, width=1024, bits=4, seed=0)
-    slots = cached_slots(sketch, keys, cache_dir, tag="movielens100k")  # int32 [N, L]
+    rekey = ModelRekey(sampler, model, data, cfg_sketch.key, seed=0)   # input=model: on_epoch + feedback hooks
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-from pathlib import Path
 from dataclasses import asdict
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Callable, Optional
 
 import torch
 
-from sketch import NWSketch, make_hash
+from sketch import NWSketch, feature_keys, make_hash
+from sketch.samplers import features_to_slots
 from .results import atomic_write
 
 log = logging.getLogger("bench.features")
 
-__all__ = ["hash_keys", "build_sketch", "cached_slots", "sketch_and_slots"]
+__all__ = ["hash_keys", "label_groups", "build_sketch", "cached_slots", "sketch_and_slots", "ModelRekey"]
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -46,37 +51,49 @@ def _label_columns(y: torch.Tensor, task: str, num_classes: int, scale: float) -
     return y.float().view(-1, 1) * scale
 
 
-def hash_keys(
-    x_num: torch.Tensor,
-    x_cat: torch.Tensor,
-    cardinalities: list[int],
-    *,
-    input: str = "raw",
-    proj_dim: int = 64,
-    embed_dim: int = 4,
-    with_label: bool = False,
-    label_scale: float = 1.0,
-    y: Optional[torch.Tensor] = None,
-    task: str = "multiclass",
-    num_classes: int = 1,
-    seed: int = 0,
-) -> torch.Tensor:
-    """Return the float32 [N, d] vectors the sketch hashes (see the module docstring)."""
-    parts = [x_num.reshape(len(x_num), -1).float()]
-    if x_cat.shape[1] > 0:
-        parts.append(_categorical_embedding(x_cat, cardinalities, embed_dim, seed))
-    keys = torch.cat(parts, dim=1)
-    keys = keys - keys.mean(0, keepdim=True)  # center: angles then mean something for SRP
-    if input == "projection":
-        proj = (torch.randn(keys.shape[1], proj_dim, generator=_generator(seed + 202)) / proj_dim**0.5).to(keys.device)
-        keys = keys @ proj
-    elif input != "raw":
-        raise ValueError(f"input must be 'raw' or 'projection', got {input!r}")
-    if with_label:
-        if y is None:
-            raise ValueError("y is required when with_label=True")
-        keys = torch.cat([keys, _label_columns(y, task, num_classes, label_scale)], dim=1)
+def _inputs(data: Any, key: Any, seed: int) -> torch.Tensor:
+    """The raw input of every training item as one float [N, d] matrix (categorical fields embedded)."""
+    parts = [data.x_num_train.reshape(data.num_train, -1).float()]
+    if data.x_cat_train.shape[1] > 0:
+        parts.append(_categorical_embedding(data.x_cat_train, data.cardinalities, key.embed_dim, seed))
+    return torch.cat(parts, dim=1)
+
+
+@torch.no_grad()
+def model_features(model: torch.nn.Module, data: Any, batch: int = 4096) -> torch.Tensor:
+    """The model's penultimate features (`model.embed`) of every training item: float [N, h], eval mode, no grad."""
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model.embed(data.x_num_train[i : i + batch], data.x_cat_train[i : i + batch]).float()
+                     for i in range(0, data.num_train, batch)])
+    model.train(was_training)
+    return out.reshape(data.num_train, -1)
+
+
+def hash_keys(data: Any, key: Any, *, seed: int, model: Optional[torch.nn.Module] = None) -> torch.Tensor:
+    """Return the float32 [N, d] keys the sketch hashes for `data`'s training items (see the module docstring);
+    `model` is needed for `key.input == "model"`."""
+    if key.input == "model":
+        if model is None:
+            raise ValueError("input='model' hashes the model's features: a model is needed")
+        keys = feature_keys(model_features(model, data), key.normalize)
+    else:
+        keys = feature_keys(_inputs(data, key, seed), key.normalize)
+        if key.input == "projection":
+            proj = torch.randn(keys.shape[1], key.proj_dim, generator=_generator(seed + 202)) / key.proj_dim**0.5
+            keys = keys @ proj.to(keys.device)
+    if key.with_label:
+        keys = torch.cat([keys, _label_columns(data.y_train, data.task, data.num_classes, key.label_scale)], dim=1)
     return keys.contiguous()
+
+
+def label_groups(data: Any, key: Any) -> Optional[torch.Tensor]:
+    """The group of every training item for `label_buckets` (its class), or None when the key does not use them."""
+    if not key.label_buckets:
+        return None
+    if data.task == "regression":
+        raise ValueError(f"label_buckets needs class labels, but dataset {data.name!r} is a regression task")
+    return data.y_train.long()
 
 
 def build_sketch(
@@ -110,6 +127,7 @@ def cached_slots(
     tag: str,
     extra: Optional[dict[str, Any]] = None,
     chunk: int = 65536,
+    groups: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Return int32 slots [N, L] of `keys` under `sketch`, from `cache_dir` when computed before.
 
@@ -122,8 +140,7 @@ def cached_slots(
             cached = _read_slots(path, sketch, len(keys))
             if cached is not None:
                 return cached
-    slots = torch.cat([sketch.slots(keys[i : i + chunk].to(sketch.device)).to(torch.int32)
-                       for i in range(0, len(keys), chunk)])
+    slots = features_to_slots(sketch, keys, chunk, groups)
     if path is not None:
         atomic_write(path, lambda f: torch.save(slots.cpu(), f))
     return slots
@@ -147,14 +164,57 @@ def _read_slots(path: Path, sketch: NWSketch, n: int) -> Optional[torch.Tensor]:
         return None
 
 
-def sketch_and_slots(spec: Any, data: Any, *, seed: int, device: torch.device | str, cache_dir: Optional[str]) -> tuple[NWSketch, torch.Tensor]:
+def sketch_and_slots(spec: Any, data: Any, *, seed: int, device: torch.device | str, cache_dir: Optional[str],
+                     model: Optional[torch.nn.Module] = None) -> tuple[NWSketch, torch.Tensor]:
     """Return an empty sketch shaped by `spec` (the `sketch` config group as a plain object: family, depth,
-    width, bits, bandwidth, decay, key) and the int32 slots [N, L] of `data`'s training items on `device`."""
-    key = spec.key
-    keys = hash_keys(data.x_num_train, data.x_cat_train, data.cardinalities, input=key.input, proj_dim=key.proj_dim,
-                     embed_dim=key.embed_dim, with_label=key.with_label, label_scale=key.label_scale,
-                     y=data.y_train, task=data.task, num_classes=data.num_classes, seed=seed)
+    width, bits, bandwidth, decay, key) and the int32 slots [N, L] of `data`'s training items on `device`
+    (model features are not cached: they change as the model learns)."""
+    keys = hash_keys(data, spec.key, seed=seed, model=model)
+    groups = label_groups(data, spec.key)
     sketch = build_sketch(keys.shape[1], spec.family, spec.depth, spec.width, spec.bits, spec.bandwidth, spec.decay,
                           seed=seed, device=device)
-    slots = cached_slots(sketch, keys, cache_dir, tag=data.name, extra={"key": asdict(key), "rows": data.num_train})
+    where = None if spec.key.input == "model" else cache_dir
+    slots = cached_slots(sketch, keys, where, tag=data.name, extra={"key": asdict(spec.key), "rows": data.num_train},
+                         groups=groups)
     return sketch, slots.to(device)
+
+
+class ModelRekey:
+    """`input=model`: re-hash the model's penultimate features every `key.rehash_every` epochs.
+
+    It remembers each item's last observed loss (`feedback`, the loop's sampler feedback), and at the start of
+    every `rehash_every`-th epoch (`on_epoch`, charged to the fair clock by the loop) it hashes the current model's
+    features and calls `sampler.rekey`: new slots, and the sketch rebuilt from those last losses under them.
+    Memory: one float and one flag per item (the slots already hold L ints per item)."""
+
+    def __init__(self, sampler: Any, model: torch.nn.Module, data: Any, key: Any, *, seed: int,
+                 update: Callable[[torch.Tensor, torch.Tensor], None]) -> None:
+        self.sampler, self.model, self.data, self.key, self.seed = sampler, model, data, key, seed
+        self._update = update
+        n, device = data.num_train, sampler.device
+        self.last = torch.zeros(n, device=device)
+        self.seen = torch.zeros(n, dtype=torch.bool, device=device)
+
+    def feedback(self, indices: torch.Tensor, losses: torch.Tensor) -> None:
+        """Pass the feedback on to the sampler and remember the finite losses."""
+        self._update(indices, losses)
+        idx, values = indices.to(self.last.device), losses.detach().to(self.last.device, self.last.dtype)
+        finite = torch.isfinite(values)
+        self.last[idx[finite]] = values[finite]
+        self.seen[idx[finite]] = True
+
+    def on_epoch(self, epoch: int) -> None:
+        """Re-hash at the start of every `rehash_every`-th epoch after the first."""
+        if epoch == 0 or epoch % self.key.rehash_every:
+            return
+        keys = hash_keys(self.data, self.key, seed=self.seed, model=self.model)
+        slots = features_to_slots(self.sampler.sketch, keys, groups=label_groups(self.data, self.key))
+        seen = torch.nonzero(self.seen).squeeze(1)
+        self.sampler.rekey(slots.to(self.sampler.device), seen, self.last[seen])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last": self.last.cpu().clone(), "seen": self.seen.cpu().clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.last = state["last"].to(self.last.device)
+        self.seen = state["seen"].to(self.seen.device)

@@ -171,7 +171,8 @@ def sketch_inputs(ctx: RunContext) -> dict:
     from .features import sketch_and_slots
 
     with main_first():  # under DDP rank 0 hashes and writes the slots cache; the others read the same bits
-        sketch, slots = sketch_and_slots(ctx.sketch, ctx.data, seed=ctx.seed, device=ctx.device, cache_dir=ctx.cache_dir)
+        sketch, slots = sketch_and_slots(ctx.sketch, ctx.data, seed=ctx.seed, device=ctx.device, cache_dir=ctx.cache_dir,
+                                         model=ctx.model)
     return {"sketch": sketch, "slots": slots}
 
 

@@ -36,6 +36,7 @@ from .distributed import DistEnv, barrier, broadcast_object, layout_fields, main
 from .lock import acquire
 from .logger import run_logger
 from .preflight import usable_threads
+from .features import ModelRekey
 from .probe import Probe
 from .provenance import device_name, git_commit
 from .registry import RunContext
@@ -98,6 +99,8 @@ def run(cfg: DictConfig, out_dir: Optional[Path] = None) -> ResultRow:
     if env.distributed:
         trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     feedback = functools.partial(distributed_update, sampler) if env.distributed else None
+    rekey = model_rekey(cfg, ctx, sampler, env)  # sketch.key.input=model: the model's features re-hashed between epochs
+    parts = {"rekey": rekey} if rekey else {}
     probe = Probe(data, cfg.trainer.probe_size, cfg.trainer.eval_batch_size) if cfg.trainer.probe_size else None
 
     lock = acquire(results_dir, rid)  # one process per run: RunLocked while another live process runs it (bench.lock)
@@ -108,17 +111,18 @@ def run(cfg: DictConfig, out_dir: Optional[Path] = None) -> ResultRow:
     ckpt = checkpoint_path(results_dir, rid)
     restored = None
     if cfg.resume and ckpt.is_file():
-        restored = restore(ckpt, rid, log, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler)
+        restored = restore(ckpt, rid, log, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, extra=parts)
     state, resumed = (restored, True) if restored is not None else (TrainState(setup_s=setup_s), False)
 
     def save(st: TrainState) -> None:
         if env.is_main:  # the bare model: no "module." prefix, loadable by any world size
-            save_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, state=st)
+            save_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, state=st, extra=parts)
 
     with run_logger(out, cfg, resolved, rid, enabled=env.is_main) as logger:  # W&B id = run id: a resumed run continues it
         bar = _progress(cfg, spec, state.step, env)
         state = train(trained, optimizer, scheduler, sampler, data, spec, device=device, batch_size=local_batch,
-                      state=state, resumed=resumed, checkpoint=save, feedback=feedback,
+                      state=state, resumed=resumed, checkpoint=save, feedback=rekey.feedback if rekey else feedback,
+                      on_epoch=rekey.on_epoch if rekey else None,
                       probe=functools.partial(probe.measure, model, sampler) if probe else None,
                       on_eval=lambda p: (logger.log_eval(p), bar.set_postfix(metric=f"{p['metric']:.4f}")),
                       on_step=lambda s: bar.update(1), stop=stop_point(save, ckpt, device))
@@ -133,6 +137,16 @@ def run(cfg: DictConfig, out_dir: Optional[Path] = None) -> ResultRow:
     lock.release()
     barrier()  # the next job of a sweep starts once rank 0 has written this one's row
     return row
+
+
+def model_rekey(cfg: DictConfig, ctx: RunContext, sampler: Any, env: DistEnv) -> Optional[ModelRekey]:
+    """The re-hash of the model's features for a sampler that hashes them (`sketch.key.input=model`), else None."""
+    if ctx.sketch is None or ctx.sketch.key.input != "model":
+        return None
+    if env.distributed:
+        raise ConfigError("<sketch.key.input=model> is not allowed under torchrun: the re-hash would need every rank's "
+                          "losses; use input=raw or input=projection")
+    return ModelRekey(sampler, ctx.model, ctx.data, ctx.sketch.key, seed=cfg.seed, update=sampler.update)
 
 
 def _finished_row(cfg: DictConfig, rid: str, results_dir: Path, out: Path, env: DistEnv) -> Optional[ResultRow]:

@@ -172,6 +172,7 @@ def train(
     feedback: Optional[Callable[[torch.Tensor, torch.Tensor], None]] = None,
     probe: Optional[Callable[[], dict]] = None,
     stop: Callable[[TrainState], None] = lambda state: None,
+    on_epoch: Optional[Callable[[int], None]] = None,
 ) -> TrainState:
     """Train `model` with `sampler` and return the final `TrainState` (curve, clocks, time-to-target).
 
@@ -181,6 +182,8 @@ def train(
     collectives) and `feedback(idx, losses)` replaces `sampler.update` (e.g. `sketch.distributed.distributed_update`).
     `probe()` -> dict, when given, runs after each evaluation (outside the clock, timed in `probe_s`) and its
     numbers join the evaluation's point (bench.probe).
+    `on_epoch(epoch)`, when given, runs before each epoch starts (not when resuming mid-epoch) and is charged to the
+    clock as sampler time (bench.features.ModelRekey re-hashes the model's features there).
     `stop(state)` runs at the end of every whole step; it raises to stop there (preemption: bench.checkpoint.stop_point).
     """
     state = state or TrainState()
@@ -199,6 +202,8 @@ def train(
     model.train()
     while state.epoch < spec.epochs and not state.stopped_by_time:
         if not mid_epoch:
+            if on_epoch is not None:
+                _timed_share(clock, state, lambda: on_epoch(state.epoch))
             sampler.set_epoch(state.epoch)
         mid_epoch = False
         batches = iter(sampler)
@@ -245,6 +250,16 @@ def train(
     if state.curve and state.curve[-1]["step"] != state.step:
         _evaluate(net, data, spec, state, on_eval, probe)
     return state
+
+
+def _timed_share(clock: Any, state: TrainState, work: Callable[[], None]) -> None:
+    """Run `work` on the clock, as the sampler's share (sampler work outside a step, e.g. a re-hash)."""
+    clock.start()
+    clock.start_share()
+    work()
+    clock.stop_share()
+    clock.stop()
+    state.train_s, state.sampler_s = clock.seconds, clock.share_seconds
 
 
 def _time_is_up(spec: TrainSpec, state: TrainState, device: torch.device, distributed: bool) -> bool:

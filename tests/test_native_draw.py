@@ -19,7 +19,7 @@ import torch
 
 from sketch import NWSketch, SRPHash, feature_keys
 from sketch.samplers import NWSSampler
-from sketch.samplers._native import SketchProposal, block_size
+from sketch.samplers._native import block_size
 
 N, D = 120, 5
 

@@ -28,7 +28,6 @@ from bench.config import ConfigError, composition_error, validate
 from bench.results import read_rows
 from bench.run import run
 
-from conftest import REPO
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

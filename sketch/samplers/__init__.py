@@ -28,7 +28,7 @@ from ._base import FeedbackSampler
 from ._history import HistorySampler
 from ._infobatch import InfoBatchSampler
 from ._loss import LossSampler
-from ._nws import NWSSampler
+from ._nws import NWSSampler, features_to_slots
 from ._selective_backprop import SelectiveBackpropSampler
 from ._proportional import ProportionalSampler
 from ._registry import SAMPLERS, build_sampler
@@ -45,6 +45,7 @@ __all__ = [
     "HistorySampler",
     "InfoBatchSampler",
     "NWSSampler",
+    "features_to_slots",
     "StreamFilterSampler",
     "SelectiveBackpropSampler",
     "SAMPLERS",

@@ -141,16 +141,35 @@ class NWSSampler(ProportionalSampler):
             raise ValueError(f"sketch lives on {sketch.device} but device is {self.device}; move it with sketch.to(device)")
         if slots.device != self.device:
             raise ValueError(f"slots is on {slots.device} but device is {self.device}; move it with slots.to(device)")
-        low, high = (int(v) for v in slots.aminmax())
-        if low < 0 or high >= sketch.depth * sketch.width:
-            raise ValueError(f"slots must lie in [0, depth * width = {sketch.depth * sketch.width}), got values in "
-                             f"[{low}, {high}]; compute them with sketch.slots(features)")
         self.sketch = sketch
+        self._rekeyed = False  # whether `rekey` replaced the slots given here (they are then part of the state)
+        self._set_slots(slots)
+
+    def _set_slots(self, slots: torch.Tensor) -> None:
+        low, high = (int(v) for v in slots.aminmax())
+        if low < 0 or high >= self.sketch.depth * self.sketch.width:
+            raise ValueError(f"slots must lie in [0, depth * width = {self.sketch.depth * self.sketch.width}), got "
+                             f"values in [{low}, {high}]; compute them with sketch.slots(features)")
         self.slots = slots
         self._native: SketchProposal | None = None
         self._dist: Distribution | None = None  # proposal="sketch": the cached distribution of the next draws
         if self.proposal == "sketch":
-            self._native = SketchProposal(slots, sketch.width, self.global_batch_size)
+            self._native = SketchProposal(slots, self.sketch.width, self.global_batch_size)
+
+    def rekey(self, slots: torch.Tensor, indices: torch.Tensor | None = None, values: torch.Tensor | None = None) -> None:
+        """Give the items new slots (after their hash keys changed, e.g. re-hashed model features) and refill the
+        sketch: it is emptied, then `values` [k] of the items `indices` [k] (e.g. each item's last observed loss;
+        finite) are inserted under the new slots. Cached distributions are dropped. Call it between epochs; the new
+        slots are then saved in `state_dict` (N * L int32), so a resumed run continues with them."""
+        check_tensor("slots", slots, ndim=2, floating=False, size={0: self.num_samples, 1: self.sketch.depth})
+        if slots.device != self.device:
+            raise ValueError(f"slots is on {slots.device} but device is {self.device}; move it with slots.to(device)")
+        self._set_slots(slots)
+        self._rekeyed = True
+        self._candidates, self._q = None, None
+        self.sketch.reset()
+        if indices is not None and values is not None and indices.numel() > 0:
+            self.sketch.update_slots(slots.index_select(0, indices.to(self.device)), values.to(self.device))
 
     @classmethod
     @renamed_keywords(rows="depth")
@@ -272,11 +291,15 @@ class NWSSampler(ProportionalSampler):
     def _extra_state(self) -> dict[str, Any]:
         cached = self._native is not None and self.refresh_every > 1 and self._dist is not None
         native = self._native.state_dict(self._dist) if cached else None
-        return {**super()._extra_state(), "sketch": self.sketch.state_dict(), "native": native}
+        slots = self.slots.cpu().clone() if self._rekeyed else None
+        return {**super()._extra_state(), "sketch": self.sketch.state_dict(), "native": native, "slots": slots}
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         super()._load_extra_state(state)
         self.sketch.load_state_dict(state["sketch"])  # raw table and decay factor: bit-identical
+        if state.get("slots") is not None:  # re-keyed before the checkpoint
+            self._set_slots(state["slots"].to(self.device, self.slots.dtype))
+            self._rekeyed = True
         native = state.get("native")
         self._dist = None
         if native is not None and self._native is not None:
