@@ -109,16 +109,16 @@ class KeyConfig:
     embed_dim: int = 4  # per-field width of the fixed random embedding of categorical fields
     with_label: bool = False  # append the (scaled) one-hot label to the hashed vector: it tilts the angles
     label_scale: float = 1.0  # scale of the appended label
-    label_buckets: bool = False  # one set of buckets per class (sketch groups): an item's estimate pools only its own class
+    label_buckets: bool = True  # one set of buckets per class (sketch groups): an item's estimate pools only its own class (frozen by development tuning, docs/TUNING.md)
     rehash_every: int = 1  # input=model: re-hash the model's features at the start of every this many epochs (counted in the clock)
 
 
 @dataclass
 class SketchConfig:
     family: str = "srp"  # hash family: srp (angular kernel) or pstable (L2 kernel)
-    depth: int = 16  # rows L: more rows, lower variance
-    width: int = 1024  # buckets per row W: more buckets, less aliasing
-    bits: int = 4  # concatenated hashes per row K: more bits, narrower kernel
+    depth: int = 8  # rows L: more rows, lower variance (8: frozen by development tuning, docs/TUNING.md)
+    width: int = 4096  # buckets per row W: more buckets, less aliasing (4096: frozen by development tuning)
+    bits: int = 10  # concatenated hashes per row K: more bits, narrower kernel (10: frozen by development tuning)
     bandwidth: float = 1.0  # bucket width r of pstable hashing (ignored by srp)
     decay: float = 1.0  # forgetting factor in (0, 1] applied at each update (1: keep all, as the paper)
     key: KeyConfig = field(default_factory=KeyConfig)

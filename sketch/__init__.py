@@ -13,37 +13,8 @@ from ._hashes import LSHFamily, PStableHash, SRPHash, make_hash
 from ._keys import feature_keys
 from ._sizing import suggest_bits, suggest_depth, suggest_width
 from ._sketch import NWSketch
-from .samplers import (
-    SAMPLERS,
-    FeedbackSampler,
-    HistorySampler,
-    InfoBatchSampler,
-    LossSampler,
-    NWSSampler,
-    StaticSampler,
-    UniformSampler,
-    build_sampler,
-)
+from . import samplers
+from .samplers import *  # noqa: F403  (the samplers, listed once in sketch.samplers.__all__)
 
-__all__ = [
-    "LSHFamily",
-    "SRPHash",
-    "PStableHash",
-    "make_hash",
-    "NWSketch",
-    "nadaraya_watson",
-    "GaussianKernel",
-    "feature_keys",
-    "suggest_bits",
-    "suggest_depth",
-    "suggest_width",
-    "FeedbackSampler",
-    "UniformSampler",
-    "StaticSampler",
-    "LossSampler",
-    "HistorySampler",
-    "InfoBatchSampler",
-    "NWSSampler",
-    "SAMPLERS",
-    "build_sampler",
-]
+__all__ = ["LSHFamily", "SRPHash", "PStableHash", "make_hash", "NWSketch", "nadaraya_watson", "GaussianKernel",
+           "feature_keys", "suggest_bits", "suggest_depth", "suggest_width", *samplers.__all__]

@@ -192,15 +192,8 @@ class PStableHash(LSHFamily):
     name = "pstable"
 
     @renamed_keywords(rows="depth")
-    def __init__(
-        self,
-        dim: int,
-        depth: int,
-        bits: int,
-        bandwidth: float = 1.0,
-        seed: int = 0,
-        device: torch.device | str | None = None,
-    ) -> None:
+    def __init__(self, dim: int, depth: int, bits: int, bandwidth: float = 1.0, seed: int = 0,
+                 device: torch.device | str | None = None) -> None:
         super().__init__(dim, depth, bits, seed)
         self.bandwidth = check_positive_float("bandwidth", bandwidth)
         g = self._generator()
@@ -233,19 +226,11 @@ FAMILIES = {"srp": SRPHash, "pstable": PStableHash}
 
 
 @renamed_keywords(rows="depth")
-def make_hash(
-    family: str,
-    dim: int,
-    depth: int,
-    bits: int,
-    bandwidth: float = 1.0,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-) -> LSHFamily:
+def make_hash(family: str, dim: int, depth: int, bits: int, bandwidth: float = 1.0, seed: int = 0,
+              device: torch.device | str | None = None) -> LSHFamily:
     """Return the hash family named `family` ("srp" or "pstable"; `bandwidth` is used by pstable only) with
     `depth` rows of `bits` concatenated hashes over `dim`-dimensional inputs."""
-    if family == "srp":
-        return SRPHash(dim=dim, depth=depth, bits=bits, seed=seed, device=device)
-    if family == "pstable":
-        return PStableHash(dim=dim, depth=depth, bits=bits, bandwidth=bandwidth, seed=seed, device=device)
-    raise ValueError(f"family must be one of {', '.join(repr(f) for f in FAMILIES)}, got {family!r}")
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(repr(f) for f in FAMILIES)}, got {family!r}")
+    extra = {"bandwidth": bandwidth} if family == "pstable" else {}
+    return FAMILIES[family](dim=dim, depth=depth, bits=bits, seed=seed, device=device, **extra)

@@ -27,7 +27,8 @@ The reasoning, for one query q over n inserted items:
   about `items_per_bucket` items per code gives K = ceil(log2(N / items_per_bucket)). Fewer items per bucket
   make the estimate more local (a narrower kernel) but each bucket has seen fewer losses (after one pass, about
   items_per_bucket per row), so it is noisier; the L rows average that noise. 16 is a middle ground: it gives
-  12 bits for N = 60,000 (MNIST), where 12 bits did best in our measurements.
+  12 bits for N = 60,000 (MNIST). (The benchmark harness's defaults were tuned on its development data
+  instead: 10 bits with one set of buckets per class; docs/TUNING.md.)
 - Width, from the data size N. The same count says what the kernel mass is: a query's own code holds about
   items_per_bucket of the N items, so mean_kernel ~ items_per_bucket / N, and the width rule above becomes
   W >= (N / items_per_bucket - 1) / eps: every bucket must hold far fewer aliased items than its own. For

@@ -22,8 +22,8 @@ def test_the_harness_hashes_what_the_library_would_for_the_same_features(tmp_pat
     spec = SketchConfig(depth=8, width=256, bits=6)
     _, slots = sketch_and_slots(spec, data, seed=3, device="cpu", cache_dir=str(tmp_path))
     library = NWSSampler.from_features(data.x_num_train.reshape(data.num_train, -1).float(), 16, depth=8, bits=6,
-                                       width=256, keys="center", seed=3)
-    assert torch.equal(slots, library.slots)  # one code path: sketch.feature_keys centres both
+                                       width=256, keys="center", groups=data.y_train.long(), seed=3)
+    assert spec.key.label_buckets and torch.equal(slots, library.slots)  # one code path: feature_keys centres both
 
 
 def test_normalize_modes_change_the_keys_and_none_hashes_the_input_as_given():
@@ -44,7 +44,7 @@ def test_label_buckets_keep_classes_apart(tmp_path):
     for row in range(4):
         for c in y.unique():
             assert not set(slots[y == c, row].tolist()) & set(slots[y != c, row].tolist())
-    _, plain = sketch_and_slots(SketchConfig(depth=4, width=1024, bits=4), data, seed=0, device="cpu", cache_dir=str(tmp_path))
+    _, plain = sketch_and_slots(SketchConfig(depth=4, width=1024, bits=4, key=KeyConfig(label_buckets=False)), data, seed=0, device="cpu", cache_dir=str(tmp_path))
     assert not torch.equal(plain, slots)  # and the cache tells the two apart
 
 

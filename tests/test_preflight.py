@@ -94,12 +94,12 @@ def test_beyond_max_compositions_each_config_group_choice_is_composed_once(tmp_p
 # -- sizes ---------------------------------------------------------------------------------------------------
 def test_a_sketch_larger_than_the_memory_budget_is_refused_with_one_line(tmp_path):
     # the issue's two cases: an allocation traceback and an OOM kill, now one line each before anything starts
-    wide = _refused([*UNSHAPED, "sketch.width=10000000000", *_where(tmp_path)])  # depth 16, the default
-    assert wide.startswith("<sketch.width=10000000000> is not allowed: it needs 1,192.1 GiB (sketch table 1,192.1 GiB + "
-                           "slots of 600 rows 37.5 KiB), over the memory budget of ")
+    wide = _refused([*UNSHAPED, "sketch.width=10000000000", *_where(tmp_path)])  # depth 8, the default
+    assert wide.startswith("<sketch.width=10000000000> is not allowed: it needs 596.0 GiB (sketch table 596.0 GiB + "
+                           "slots of 600 rows 18.8 KiB), over the memory budget of ")
     assert "GiB available here; set memory_budget_gb to change it)" in wide
     deep = _refused(["sketch.depth=1000000", *_where(tmp_path)])  # the default dataset: 80,000 training rows
-    assert deep.startswith("<sketch.depth=1000000> is not allowed: it needs 305.7 GiB (sketch table 7.6 GiB + slots "
+    assert deep.startswith("<sketch.depth=1000000> is not allowed: it needs 328.5 GiB (sketch table 30.5 GiB + slots "
                            "of 80,000 rows 298.0 GiB), over the memory budget of ")
     over = _refused([*UNSHAPED, "sketch.width=100000", "memory_budget_gb=0.001", *_where(tmp_path)])
     assert over.endswith("over the memory budget of 1.0 MiB (memory_budget_gb=0.001)")
@@ -110,7 +110,7 @@ def test_without_the_number_of_rows_the_table_alone_is_checked_and_the_line_says
     cfg = compose(["dataset=cifar10", "sampler=nws", "sketch.width=1000000"])
     assert train_rows(cfg) == (None, None)  # a Hub dataset: its size is unknown before it is fetched
     msg = sketch_memory(cfg, None, Budget(2**20, "memory_budget_gb=0.001"), ("sketch.width",))
-    assert msg == ("<sketch.width=1000000> is not allowed: it needs 122.1 MiB (sketch table 122.1 MiB; its slots not "
+    assert msg == ("<sketch.width=1000000> is not allowed: it needs 61.0 MiB (sketch table 61.0 MiB; its slots not "
                    "counted: the size of dataset cifar10 is unknown before loading), over the memory budget of 1.0 MiB "
                    "(memory_budget_gb=0.001)")
 
@@ -210,7 +210,7 @@ def cli(monkeypatch, tmp_path):
 @pytest.mark.parametrize("extra,expected", [
     (["-m", "sketch.width=64,-1"], "error: <sketch.width=-1> is not allowed: an integer >= 1"),
     (["-m", "sketch.width=-1,64"], "error: <sketch.width=-1> is not allowed: an integer >= 1"),
-    (["sketch.width=10000000000"], "error: <sketch.width=10000000000> is not allowed: it needs 1,192.1 GiB"),
+    (["sketch.width=10000000000"], "error: <sketch.width=10000000000> is not allowed: it needs 596.0 GiB"),
     (["+seeed=3"], "error: <seeed=3> is not allowed: the config has no such key"),
     (["resume=no"], "error: <resume=no> is not allowed: true or false"),
     (["resume=maybe"], "error: <resume=maybe> is not allowed: true or false"),
@@ -224,7 +224,7 @@ def test_the_cli_refuses_with_one_line_and_status_2_before_anything_starts(cli, 
 
 def test_the_cli_refuses_the_sizes_of_the_issue_on_the_default_dataset(cli, capsys, tmp_path):
     status, lines = cli(["sketch.depth=1000000", *_where(tmp_path)], capsys)
-    assert status == 2 and lines[-1].startswith("error: <sketch.depth=1000000> is not allowed: it needs 305.7 GiB")
+    assert status == 2 and lines[-1].startswith("error: <sketch.depth=1000000> is not allowed: it needs 328.5 GiB")
     assert not list(tmp_path.iterdir())
 
 

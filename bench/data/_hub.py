@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ._cache import Prepared
+from ._spec import dataset
 from ._fetch import DataUnavailable
 from ._prep import SPLIT_SEED, make_splits, split_indices
 
@@ -88,11 +89,13 @@ def _images(dataset: str, hub_id: str, counts: tuple[int, int]) -> Prepared:
                     info={"source": f"hub {hub_id}"})
 
 
+@dataset("hub", description="MNIST from the Hugging Face Hub (ylecun/mnist); needs a network")
 def mnist_hub(downloads: Path, hub_id: str = "ylecun/mnist") -> Prepared:
     """MNIST from the Hub (60,000 + 10,000)."""
     return _images("mnist_hub", hub_id, (60000, 10000))
 
 
+@dataset("hub", description="CIFAR-10 32x32 RGB, 50k + 10k (Hub uoft-cs/cifar10); needs a network")
 def cifar10(downloads: Path, hub_id: str = "uoft-cs/cifar10") -> Prepared:
     """CIFAR-10 from the Hub (50,000 + 10,000 RGB 32x32, stored [N, 3, 32, 32])."""
     return _images("cifar10", hub_id, (50000, 10000))
@@ -156,6 +159,7 @@ _CRITEO_NUM = [f"I{i}" for i in range(1, 14)]
 _CRITEO_CAT = [f"C{i}" for i in range(1, 27)]
 
 
+@dataset("hub", description="Criteo 1TB click logs, first 1M rows of day 0 (Hub criteo/CriteoClickLogs); needs a network")
 def criteo(downloads: Path, hub_id: str = "criteo/CriteoClickLogs", data_file: str = "day_0.gz",
            max_rows: int = 1_000_000, min_count: int = 10) -> Prepared:
     """The first `max_rows` rows of one day of the Criteo 1TB click logs: 13 count features, 26 hashed categories.
@@ -182,6 +186,7 @@ def _pick_label(dataset: str, hub_id: str, columns: list[str], choices: tuple[st
     raise DataUnavailable(f"{dataset}: {hub_id} has columns {columns}; expected a label column among {choices}")
 
 
+@dataset("hub", description="Avazu CTR, first 1M rows (Hub reczoo/Avazu_x4); needs a network")
 def avazu(downloads: Path, hub_id: str = "reczoo/Avazu_x4", max_rows: int = 1_000_000,
           min_count: int = 10) -> Prepared:
     """The first `max_rows` train (and `max_rows // 4` test) rows of Avazu; every feature is categorical.
@@ -203,6 +208,7 @@ def avazu(downloads: Path, hub_id: str = "reczoo/Avazu_x4", max_rows: int = 1_00
                 {"source": f"hub {hub_id}", "max_rows": max_rows})
 
 
+@dataset("hub", description="MovieLens-1M as CTR (Hub nbtpj/movielens-1m-ratings); needs a network")
 def movielens1m(downloads: Path, hub_id: str = "nbtpj/movielens-1m-ratings", min_count: int = 1) -> Prepared:
     """MovieLens-1M as click prediction (rating >= 4, or a 0/1 `label` column); random 80/20 split."""
     ds = _load("movielens1m", hub_id, hub_id, split="train")

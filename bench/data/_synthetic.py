@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ._tensordata import TASKS, TensorData
+from ._spec import dataset
 
 __all__ = ["synthetic"]
 
@@ -20,6 +21,7 @@ def _check(name: str, value, minimum: int) -> int:
     return value
 
 
+@dataset("none", description="clustered Gaussians with rare hard clusters, generated in memory (tests)", cached=False)
 def synthetic(n: int = 2000, d: int = 16, classes: int = 4, seed: int = 0, *, n_test: int | None = None,
               clusters_per_class: int = 2, hard_fraction: float = 0.1, spread: float = 1.0,
               cat_fields: int = 0, cardinality: int = 10, task: str = "multiclass") -> TensorData:

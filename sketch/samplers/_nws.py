@@ -48,6 +48,7 @@ import torch
 from .._checks import check_positive_int, check_tensor, one_of, renamed_keywords
 from .._hashes import make_hash
 from .._keys import KEY_MODES, feature_keys
+from .._sizing import suggest_bits
 from .._sketch import NWSketch
 from ._base import resolve_device
 from ._native import Distribution, SketchProposal
@@ -79,6 +80,16 @@ def features_to_slots(
         group = None if groups is None else groups[start : start + chunk_size].to(sketch.device)
         out[start : start + chunk.shape[0]] = sketch.slots(chunk, group).to(torch.int32)
     return out
+
+
+def check_sketch_and_slots(sketch: Any, slots: Any, num_samples: int | None) -> None:
+    """Raise, naming the argument, unless `sketch` is an NWSketch and `slots` an integer [N, depth] tensor (with
+    N = `num_samples` when that is given): the runtime inputs of the samplers built on a sketch."""
+    if not isinstance(sketch, NWSketch):
+        raise TypeError(f"sketch must be an NWSketch, got {type(sketch).__name__}")
+    check_tensor("slots", slots, ndim=2, floating=False, size={1: sketch.depth})
+    if num_samples is not None and num_samples != slots.shape[0]:
+        raise ValueError(f"num_samples must equal slots.shape[0]={slots.shape[0]}, got {num_samples}")
 
 
 class NWSSampler(ProportionalSampler):
@@ -123,11 +134,7 @@ class NWSSampler(ProportionalSampler):
         num_samples: int | None = None,
         **common: Any,
     ) -> None:
-        if not isinstance(sketch, NWSketch):
-            raise TypeError(f"sketch must be an NWSketch, got {type(sketch).__name__}")
-        check_tensor("slots", slots, ndim=2, floating=False, size={1: sketch.depth})
-        if num_samples is not None and num_samples != slots.shape[0]:
-            raise ValueError(f"num_samples must equal slots.shape[0]={slots.shape[0]}, got {num_samples}")
+        check_sketch_and_slots(sketch, slots, num_samples)
         super().__init__(slots.shape[0], batch_size, mix=mix, **common)
         self.proposal = self.check_options(proposal=proposal)["proposal"]
         self._configure_proposal(pool_size, refresh_every)
@@ -180,8 +187,8 @@ class NWSSampler(ProportionalSampler):
         *,
         family: str = "srp",
         depth: int = 16,
-        bits: int = 4,
-        width: int = 1024,
+        bits: int | None = None,
+        width: int | None = None,
         bandwidth: float = 1.0,
         decay: float = 1.0,
         keys: str = "center",
@@ -199,12 +206,17 @@ class NWSSampler(ProportionalSampler):
         groups: optional integer [N] of non-negative group ids (e.g. class labels) folded into the buckets, so
             that the estimate of an item only pools items of its own group (`NWSketch.slots`).
         depth: rows L (`rows=` is accepted with a DeprecationWarning).
+        bits: concatenated hashes per row; None (default): `suggest_bits(N)`, about 16 items per code, so that
+            buckets do not all average thousands of items (which makes the estimate the global mean).
+        width: buckets per row; None (default): 2**bits, one bucket per code (no aliasing for SRP).
         `seed` seeds both the hash and the sampler; the other keyword arguments (mix, proposal, pool_size,
         refresh_every, steps_per_epoch, ...) go to the sampler.
         """
         check_tensor("features", features, ndim=2, floating=True)
         one_of(*KEY_MODES)("keys", keys)
         dev = resolve_device(device)
+        bits = suggest_bits(features.shape[0]) if bits is None else bits
+        width = 2 ** min(bits, 24) if width is None else width
         hash_ = make_hash(family, features.shape[1], depth, bits, bandwidth, seed=seed, device=dev)
         sketch = NWSketch(hash_, width=width, decay=decay)
         slots = features_to_slots(sketch, feature_keys(features, keys), chunk_size, groups)

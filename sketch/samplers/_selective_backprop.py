@@ -81,17 +81,8 @@ class SelectiveBackpropSampler(FeedbackSampler):
         "chunk_size; per chunk a sort of the history and a searchsorted, two host syncs"
     )
 
-    def __init__(
-        self,
-        num_samples: int,
-        batch_size: int,
-        *,
-        score_fn: ScoreFn,
-        beta: float = 1.0,
-        history: int = 1024,
-        chunk_size: int | None = None,
-        **common: Any,
-    ) -> None:
+    def __init__(self, num_samples: int, batch_size: int, *, score_fn: ScoreFn, beta: float = 1.0, history: int = 1024,
+                 chunk_size: int | None = None, **common: Any) -> None:
         if not callable(score_fn):
             raise TypeError(f"score_fn must be a callable LongTensor [C] -> Tensor [C], got {type(score_fn).__name__}")
         super().__init__(num_samples, batch_size, **common)

@@ -44,6 +44,7 @@ import torch
 from .._checks import check_fraction, check_positive_int, check_tensor, optional
 from .._sketch import NWSketch
 from ._base import FeedbackSampler
+from ._nws import check_sketch_and_slots
 from ._permutation import PermutationStream
 
 __all__ = ["StreamFilterSampler", "probabilities_at"]
@@ -139,11 +140,7 @@ class StreamFilterSampler(FeedbackSampler):
         num_samples: int | None = None,
         **common: Any,
     ) -> None:
-        if not isinstance(sketch, NWSketch):
-            raise TypeError(f"sketch must be an NWSketch, got {type(sketch).__name__}")
-        check_tensor("slots", slots, ndim=2, floating=False, size={1: sketch.depth})
-        if num_samples is not None and num_samples != slots.shape[0]:
-            raise ValueError(f"num_samples must equal slots.shape[0]={slots.shape[0]}, got {num_samples}")
+        check_sketch_and_slots(sketch, slots, num_samples)
         super().__init__(slots.shape[0], batch_size, **common)
         o = self.check_options(warmup=warmup, q=q, tau_quantile=tau_quantile, threshold=threshold,
                                keep_classes=keep_classes, keep_learning=keep_learning)
