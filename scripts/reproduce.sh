@@ -71,8 +71,9 @@ echo "== prepare datasets"
 
 if [ "$DEV" = 1 ]; then
   t0=$SECONDS
-  run_sweep dev "$OUT/dev" ${ONLY:-$(experiments_of dev)}
-  run_sweep dev_nws_options "$OUT/dev" ${ONLY:-$(experiments_of dev_nws_options)}
+  for sweep in dev_baselines dev dev_round2 dev_round3; do  # docs/TUNING.md: the rounds that chose the defaults
+    run_sweep "$sweep" "$OUT/dev" ${ONLY:-$(experiments_of "$sweep")}
+  done
   "$PY" -m bench.report "$OUT/dev" --out "$OUT/dev/report"
   if [ "$DOCS" = 1 ]; then
     "$PY" scripts/fill_results.py "$OUT/dev/report/report.md" "$DOC" --section "$SECTION-dev" --took "$(took "$t0")"

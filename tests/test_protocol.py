@@ -190,7 +190,7 @@ def test_test_sweeps_run_every_test_experiment_with_every_registered_sampler_and
 
 
 def test_tuning_sweeps_touch_only_development_experiments():
-    for name in ("dev", "dev_nws_options"):
+    for name in ("dev_baselines", "dev", "dev_round2", "dev_round3"):
         assert sweep_params(name)["experiment"] == DEV
     assert not set(DEV) & set(TEST)
 
