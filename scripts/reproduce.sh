@@ -6,6 +6,7 @@
 #                                      #   (conf/sweep/protocol.yaml): hours on a CPU; use a GPU host or a cluster
 #   scripts/reproduce.sh --device cuda --launcher local_parallel              # on a GPU host
 #   scripts/reproduce.sh --quick --dev                                        # quick, plus the development sweeps
+#   scripts/reproduce.sh --no-dev --experiments 'mnist_mlp fmnist_mlp'       # some test experiments at full budgets
 #   scripts/reproduce.sh --quick --experiments kdd04_long --extra "sampler=uniform seed=0 trainer.epochs=1" \
 #       --out /tmp/try --docs /tmp/RESULTS.md                                 # one tiny job end to end (a dry run)
 #
@@ -23,6 +24,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --dev) DEV=1 ;;
+    --no-dev) DEV=0 ;;
     --device) DEVICE="$2"; shift ;;
     --launcher) LAUNCHER="$2"; shift ;;
     --out) OUT="$2"; shift ;;
@@ -30,8 +32,8 @@ while [ $# -gt 0 ]; do
     --extra) EXTRA="$2"; shift ;;
     --docs) DOC="$2"; shift ;;
     --no-docs) DOCS=0 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
-    *) echo "reproduce.sh: unknown argument '$1' (allowed: --quick, --dev, --device cpu|cuda|auto, --launcher basic|local_parallel|slurm, --out DIR, --experiments 'E ...', --extra 'KEY=VALUE ...', --docs FILE, --no-docs)" >&2; exit 2 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "reproduce.sh: unknown argument '$1' (allowed: --quick, --dev, --no-dev, --device cpu|cuda|auto, --launcher basic|local_parallel|slurm, --out DIR, --experiments 'E ...', --extra 'KEY=VALUE ...', --docs FILE, --no-docs)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -72,7 +74,7 @@ echo "== prepare datasets"
 if [ "$DEV" = 1 ]; then
   t0=$SECONDS
   for sweep in dev_baselines dev dev_round2 dev_round3; do  # docs/TUNING.md: the rounds that chose the defaults
-    run_sweep "$sweep" "$OUT/dev" ${ONLY:-$(experiments_of "$sweep")}
+    run_sweep "$sweep" "$OUT/dev" $(experiments_of "$sweep")  # never --experiments: tuning sees development data only
   done
   "$PY" -m bench.report "$OUT/dev" --out "$OUT/dev/report"
   if [ "$DOCS" = 1 ]; then
