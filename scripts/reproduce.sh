@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the evaluation protocol on the offline stand-in datasets, build the report, fill docs/RESULTS.md.
 #
-#   scripts/reproduce.sh --quick       # test experiments at quick budgets (conf/sweep/protocol_quick.yaml), ~25-30 min on 2 CPU cores
+#   scripts/reproduce.sh --quick       # test experiments at quick budgets (conf/sweep/protocol_quick.yaml), 19 min on 2 CPU cores
 #   scripts/reproduce.sh               # development sweeps (NWS tuning), then the test experiments at full budgets
 #                                      #   (conf/sweep/protocol.yaml): hours on a CPU; use a GPU host or a cluster
 #   scripts/reproduce.sh --device cuda --launcher local_parallel              # on a GPU host
@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
     --extra) EXTRA="$2"; shift ;;
     --docs) DOC="$2"; shift ;;
     --no-docs) DOCS=0 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "reproduce.sh: unknown argument '$1' (allowed: --quick, --dev, --no-dev, --device cpu|cuda|auto, --launcher basic|local_parallel|slurm, --out DIR, --experiments 'E ...', --extra 'KEY=VALUE ...', --docs FILE, --no-docs)" >&2; exit 2 ;;
   esac
   shift

@@ -36,7 +36,7 @@ def test_readme_sketch_block_runs():
     y = torch.rand(100, generator=g)
     from sketch import NWSketch, SRPHash
 
-    other = NWSketch(SRPHash(dim=d, rows=16, bits=4, seed=0), width=1024)
+    other = NWSketch(SRPHash(dim=d, depth=16, bits=4, seed=0), width=1024)
     scope = {"d": d, "x": x, "y": y, "q": q, "other": other}
     exec(block, scope)
     assert scope["sk"].n == 100
