@@ -47,3 +47,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def saved_and_loaded(state: dict) -> dict:
+    """`state` after a round trip through torch.save / torch.load in memory (what a checkpoint file does to it)."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=False)

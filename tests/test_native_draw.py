@@ -10,7 +10,6 @@ function of the seed, epoch and feedback and survives a checkpoint bit for bit. 
 """
 from __future__ import annotations
 
-import io
 import math
 from typing import Any
 
@@ -20,6 +19,7 @@ import torch
 from sketch import NWSketch, SRPHash, feature_keys
 from sketch.samplers import NWSSampler
 from sketch.samplers._native import block_size
+from conftest import saved_and_loaded
 
 N, D = 120, 5
 
@@ -81,11 +81,6 @@ def chi_square_bound(categories: int) -> float:
     return df + 5.0 * math.sqrt(2.0 * df)
 
 
-def _checkpoint(state: dict[str, Any]) -> dict[str, Any]:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=False)
 
 
 # -- the formula ---------------------------------------------------------------------------------------------
@@ -286,7 +281,7 @@ def test_checkpoint_mid_epoch_resumes_bit_identical_batches_and_weights(opts):
     for _ in range(4):
         idx = next(it)
         original.update(idx, LOSSES[idx])
-    state = _checkpoint(original.state_dict())
+    state = saved_and_loaded(original.state_dict())
     expected = []
     for epoch_iter, epoch in ((it, 1), (None, 2)):
         if epoch_iter is None:
@@ -449,5 +444,5 @@ def test_native_draw_runs_on_cuda_and_matches_the_formula():
             assert idx.is_cuda and w.is_cuda and bool((w > 0).all())
             sampler.update(idx, loss[idx])
         again = make(device="cuda", steps_per_epoch=20, **opts)
-        again.load_state_dict(_checkpoint(sampler.state_dict()))
+        again.load_state_dict(saved_and_loaded(sampler.state_dict()))
         assert torch.equal(again.probabilities(), sampler.probabilities())

@@ -5,7 +5,6 @@ Everything runs on tiny synthetic problems (N ~ 50) so the file stays fast on a 
 """
 from __future__ import annotations
 
-import io
 import math
 import warnings
 from typing import Any, Callable
@@ -26,6 +25,7 @@ from sketch.samplers import (
     build_sampler,
 )
 from sketch.samplers._proportional import inverse_cdf_draw, mix_probabilities
+from conftest import saved_and_loaded
 
 N, D = 50, 6
 
@@ -398,11 +398,6 @@ def test_sampler_works_as_a_dataloader_batch_sampler() -> None:
 
 
 # -- checkpoints ----------------------------------------------------------------------------------
-def _checkpoint(state: dict[str, Any]) -> dict[str, Any]:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=False)
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -417,7 +412,7 @@ def test_state_dict_mid_epoch_resumes_bit_identical_batches_and_weights(name: st
     for _ in range(4):
         idx = next(it)
         original.update(idx, LOSSES[idx])
-    state = _checkpoint(original.state_dict())
+    state = saved_and_loaded(original.state_dict())
     expected = []
     for idx in it:
         expected.append((idx.clone(), original.weights(idx)))
@@ -625,7 +620,7 @@ def test_nws_sampler_runs_on_cuda() -> None:
         for idx, w in batches[-1]:
             assert idx.is_cuda and w.is_cuda and idx.shape == (10,) and bool((w > 0).all())
         again = NWSSampler.from_features(FEATURES, 10, depth=8, bits=3, width=64, device="cuda", **opts)
-        again.load_state_dict(_checkpoint(sampler.state_dict()))
+        again.load_state_dict(saved_and_loaded(sampler.state_dict()))
         assert torch.equal(again.estimates(), sampler.estimates())
     for name in ("uniform", "history", "infobatch", "loss"):
         s = make(name, device="cuda")

@@ -8,7 +8,6 @@ at a known percentile, rank_i / N.
 """
 from __future__ import annotations
 
-import io
 import math
 import warnings
 from typing import Any, Callable
@@ -17,6 +16,7 @@ import pytest
 import torch
 
 from sketch.samplers._selective_backprop import SelectiveBackpropSampler
+from conftest import saved_and_loaded
 
 N = 200
 _g = torch.Generator().manual_seed(0)
@@ -194,11 +194,6 @@ def test_no_global_rng_is_touched() -> None:
     assert torch.equal(before, torch.get_rng_state())
 
 
-def _checkpoint(state: dict[str, Any]) -> dict[str, Any]:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=False)
 
 
 def test_state_dict_mid_epoch_resumes_bit_identical_batches_and_history() -> None:
@@ -210,7 +205,7 @@ def test_state_dict_mid_epoch_resumes_bit_identical_batches_and_history() -> Non
     for _ in range(3):
         next(it)
     assert original.state_dict()["extra"]["buffer"].numel() > 0
-    state = _checkpoint(original.state_dict())
+    state = saved_and_loaded(original.state_dict())
     expected = [b.clone() for b in it] + run_epoch(original, 1)
 
     restored = make(chunk_size=48, history=100, steps_per_epoch=8)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from sketch import (NWSketch, PStableHash, SRPHash, feature_keys, nadaraya_watson, suggest_bits, suggest_depth,
                     suggest_width)
+from conftest import saved_and_loaded
 
 DIM = 6
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,7 +159,7 @@ def test_state_dict_saved_with_the_old_rows_name_still_loads():
     src.update(*_data(100))
     state = src.state_dict()
     state["hash"]["config"] = {("rows" if k == "depth" else k): v for k, v in state["hash"]["config"].items()}
-    state = _checkpoint_roundtrip(state)
+    state = saved_and_loaded(state)
     q = _data(20, seed=1)[0]
     loaded = _pstable_sketch()
     loaded.load_state_dict(state)
@@ -166,11 +167,6 @@ def test_state_dict_saved_with_the_old_rows_name_still_loads():
         assert sk.depth == src.depth and torch.equal(sk.estimate(q), src.estimate(q))
 
 
-def _checkpoint_roundtrip(state):
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    buf.seek(0)
-    return torch.load(buf)
 
 
 def test_version_counts_every_change_of_the_stored_table():

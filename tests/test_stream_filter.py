@@ -7,7 +7,6 @@ exactly the mean of the losses inserted for it, and the filter's decisions are k
 """
 from __future__ import annotations
 
-import io
 import math
 from typing import Any, Callable
 
@@ -16,6 +15,7 @@ import torch
 
 from sketch import NWSketch, SRPHash
 from sketch.samplers._stream_filter import StreamFilterSampler
+from conftest import saved_and_loaded
 
 N, D, DEPTH = 50, 6, 2
 _g = torch.Generator().manual_seed(0)
@@ -238,11 +238,6 @@ def test_no_global_rng_is_touched() -> None:
     assert torch.equal(before, torch.get_rng_state())
 
 
-def _checkpoint(state: dict[str, Any]) -> dict[str, Any]:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=False)
 
 
 @pytest.mark.parametrize("stop", [1, 4], ids=["mid-warm-up", "mid-filter"])
@@ -257,7 +252,7 @@ def test_state_dict_resumes_bit_identical_batches_weights_and_sketch(stop: int) 
         original.update(idx, LOSSES[idx])
     if stop == 4:
         assert carried(original)[0].numel() > 0  # the carry-over is part of what must be restored
-    state = _checkpoint(original.state_dict())
+    state = saved_and_loaded(original.state_dict())
     expected = []
     for idx in it:
         expected.append((idx.clone(), original.weights(idx)))
