@@ -40,18 +40,16 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from sketch import NWSketch, SRPHash
+from sketch.samplers import FeedbackSampler, NWSSampler, UniformSampler
 
-from sketch import NWSketch, SRPHash  # noqa: E402
-from sketch.samplers import FeedbackSampler, NWSSampler, UniformSampler  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "sketch": {"proposal": "sketch"},

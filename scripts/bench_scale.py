@@ -55,8 +55,7 @@ from bench.results import atomic_write_text
 from bench.timing import timed
 
 from sketch import NWSketch, SRPHash
-from sketch.samplers import NWSSampler
-from sketch.samplers._proportional import MULTINOMIAL_MAX_CATEGORIES, draw_categorical, inverse_cdf_draw, mix_probabilities
+from sketch.samplers import MULTINOMIAL_MAX_CATEGORIES, NWSSampler, draw_categorical, inverse_cdf_draw, mix_probabilities
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -30,7 +30,7 @@ from ._infobatch import InfoBatchSampler
 from ._loss import LossSampler
 from ._nws import NWSSampler, features_to_slots
 from ._selective_backprop import SelectiveBackpropSampler
-from ._proportional import ProportionalSampler
+from ._proportional import MULTINOMIAL_MAX_CATEGORIES, ProportionalSampler, draw_categorical, inverse_cdf_draw, mix_probabilities
 from ._registry import SAMPLERS, build_sampler
 from ._static import StaticSampler
 from ._stream_filter import StreamFilterSampler
@@ -39,6 +39,10 @@ from ._uniform import UniformSampler
 __all__ = [
     "FeedbackSampler",
     "ProportionalSampler",
+    "mix_probabilities",
+    "draw_categorical",
+    "inverse_cdf_draw",
+    "MULTINOMIAL_MAX_CATEGORIES",
     "UniformSampler",
     "StaticSampler",
     "LossSampler",
