@@ -24,7 +24,7 @@ from . import data as datasets
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import TABLE_METRICS, ConfigError, is_table, table_options
 from .distributed import DistEnv, init_distributed
-from .registry import SAMPLERS, RunContext, config_error
+from .registry import SAMPLERS, RunContext, config_error, sampler_options
 from .registry import build_sampler as _build_from_registry
 from .train import TrainSpec, TrainState
 
@@ -54,7 +54,7 @@ def load_data(cfg: DictConfig, device: torch.device) -> Any:
     try:
         data = datasets.load("table" if table else cfg.dataset.name, root=cfg.dataset.root, **options)
     except datasets.TableError as exc:  # a bad table: the key at fault
-        raise ConfigError(f"<dataset.{exc.option}={exc.value!r}> is not allowed: {exc.reason}") from None
+        raise ConfigError(exc.config_line()) from None
     except (ValueError, TypeError) as exc:  # unknown option or value out of range
         raise ConfigError(f"<dataset.options={options}> is not allowed: {exc}") from None
     except RuntimeError as exc:  # cannot be prepared here (offline, missing tool)
@@ -82,7 +82,7 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
         meta = datasets.read_meta(datasets.prepare("table", cfg.dataset.root, **options))
         fingerprint = datasets.table_fingerprint(**options)
     except datasets.TableError as exc:
-        raise ConfigError(f"<dataset.{exc.option}={exc.value!r}> is not allowed: {exc.reason}") from None
+        raise ConfigError(exc.config_line()) from None
     if cfg.dataset.metric == "auto":
         cfg.dataset.metric = TABLE_METRICS[meta["task"]]
     log.info(f"{datasets.describe_table(meta)}; metric {cfg.trainer.target_metric}; content {fingerprint} "
@@ -131,7 +131,7 @@ def _linear_decay(step: int, total_steps: int) -> float:
 def build_sampler(cfg: DictConfig, ctx: RunContext) -> tuple[Any, float]:
     """Return (sampler, setup seconds) for `cfg.sampler` through the registry; the sampler's (or the sketch's)
     one-line errors are reported against the config key that fed them."""
-    options = {k: v for k, v in OmegaConf.to_container(cfg.sampler, resolve=True).items() if k != "name"}
+    options = sampler_options(OmegaConf.to_container(cfg.sampler, resolve=True))
     entry = SAMPLERS[cfg.sampler.name]
     if "sketch" in entry.reads:
         ctx.sketch = OmegaConf.to_object(cfg.sketch)

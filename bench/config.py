@@ -23,7 +23,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from .data import TensorData
 from .metrics import METRICS, metrics_for
 from .models import MODELS
-from .registry import SAMPLERS, config_error, sampler_schema
+from .registry import SAMPLERS, config_error, sampler_options, sampler_schema
 from .schema import parameter, schema_from_signature
 
 __all__ = ["ConfigError", "RunConfig", "TOP_LEVEL", "register_configs", "validate", "validate_against_data",
@@ -370,14 +370,14 @@ def _validate_table(cfg: DictConfig) -> None:
     try:
         check_table_options(**{**options, "path": options["path"] or ".", "label": options["label"] or "?"})
     except TableError as exc:
-        raise ConfigError(f"<dataset.{exc.option}={exc.value!r}> is not allowed: {exc.reason}") from None
+        raise ConfigError(exc.config_line()) from None
     if cfg.dataset.metric != "auto":
         _one_of(cfg, "dataset.metric", (*METRICS, "auto"))
 
 
 def _validate_sampler(cfg: DictConfig) -> None:
     """The sampler's options, checked by the sampler's own constructor checks (one owner per allowed range)."""
-    options = {k: v for k, v in OmegaConf.to_container(cfg.sampler, resolve=True).items() if k != "name"}
+    options = sampler_options(OmegaConf.to_container(cfg.sampler, resolve=True))
     try:
         SAMPLERS[cfg.sampler.name].check(options)
     except (ValueError, TypeError) as exc:

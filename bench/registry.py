@@ -34,7 +34,8 @@ from .metrics import per_sample_loss, predict_logits
 from .schema import parameter, schema_from_signature
 from .timing import Stopwatch
 
-__all__ = ["RunContext", "SamplerEntry", "SAMPLERS", "register", "build_sampler", "sampler_schema", "config_error"]
+__all__ = ["RunContext", "SamplerEntry", "SAMPLERS", "register", "build_sampler", "sampler_schema", "config_error",
+           "sampler_options"]
 
 
 @dataclass
@@ -106,6 +107,11 @@ def sampler_schema(entry: SamplerEntry, base: type) -> type:
     option with its constructor's (or setup's) default and type."""
     params = {**entry.class_options(), **entry.setup_options()}
     return schema_from_signature(f"{entry.cls.__name__}Config", params, base, fixed={"name": entry.name})
+
+
+def sampler_options(sampler: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of a resolved `sampler` config group (a plain mapping): every key but its `name`."""
+    return {k: v for k, v in sampler.items() if k != "name"}
 
 
 # -- building -----------------------------------------------------------------------------------------------

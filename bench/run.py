@@ -39,7 +39,7 @@ from .preflight import usable_threads
 from .features import ModelRekey
 from .probe import Probe
 from .provenance import device_name, git_commit
-from .registry import RunContext
+from .registry import RunContext, sampler_options
 from .results import ResultRow, experiment_id, group_id, identity, read_rows, row_path, run_id, write_row
 from .train import TrainSpec, TrainState, final_metric, train
 
@@ -181,7 +181,7 @@ def result_row(cfg: DictConfig, resolved: dict, data: Any, spec: TrainSpec, stat
         run_id=run_id(resolved), group_id=group_id(resolved), experiment_id=experiment_id(resolved),
         timestamp=time.strftime("%Y-%m-%dT%H:%M:%S"), dataset=cfg.dataset.name,
         model=cfg.model._target_.rsplit(".", 1)[-1], sampler=cfg.sampler.name, seed=cfg.seed, task=data.task,
-        sampler_options={k: v for k, v in ident["sampler"].items() if k != "name"}, sketch=ident.get("sketch"),
+        sampler_options=sampler_options(ident["sampler"]), sketch=ident.get("sketch"),
         target_metric=spec.target_metric, target=spec.target,
         reached_target=state.time_to_target_s is not None, time_to_target_s=state.time_to_target_s,
         steps_to_target=state.steps_to_target, final_metric=final_metric(state), best_metric=state.best_metric,

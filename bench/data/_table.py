@@ -55,6 +55,10 @@ class TableError(ValueError):
         self.option, self.value, self.reason = option, value, reason
         super().__init__(f"{option}={value!r}: {reason}")
 
+    def config_line(self) -> str:
+        """The harness's one line for this error, naming the `dataset.` key at fault."""
+        return f"<dataset.{self.option}={self.value!r}> is not allowed: {self.reason}"
+
 
 # ----------------------------------------------------------------------------------------------- options
 def check_options(path: Any = None, label: Any = None, task: Any = "auto", categorical: Any = None,
