@@ -24,8 +24,8 @@ from . import data as datasets
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import TABLE_METRICS, ConfigError, is_table, table_options
 from .distributed import DistEnv, init_distributed
-from .registry import SAMPLERS, RunContext, config_error, sampler_options
-from .registry import build_sampler as _build_from_registry
+from .inputs import RunContext, config_error, reads, sampler_options
+from .inputs import build_sampler as _build_from_inputs
 from .train import TrainSpec, TrainState
 
 LABEL_NOISE_SEED = 0  # dataset.label_noise's noisy items and labels: one draw per dataset config, not per run seed
@@ -129,16 +129,16 @@ def _linear_decay(step: int, total_steps: int) -> float:
 
 
 def build_sampler(cfg: DictConfig, ctx: RunContext) -> tuple[Any, float]:
-    """Return (sampler, setup seconds) for `cfg.sampler` through the registry; the sampler's (or the sketch's)
+    """Return (sampler, setup seconds) for `cfg.sampler` from its class and its inputs (bench.inputs); the sampler's (or the sketch's)
     one-line errors are reported against the config key that fed them."""
     options = sampler_options(OmegaConf.to_container(cfg.sampler, resolve=True))
-    entry = SAMPLERS[cfg.sampler.name]
-    if "sketch" in entry.reads:
+    read = reads(cfg.sampler.name)
+    if "sketch" in read:
         ctx.sketch = OmegaConf.to_object(cfg.sketch)
     try:
-        return _build_from_registry(cfg.sampler.name, options, ctx)
+        return _build_from_inputs(cfg.sampler.name, options, ctx)
     except (ValueError, TypeError) as exc:
-        sketch = OmegaConf.to_container(cfg.sketch, resolve=True) if "sketch" in entry.reads else {}
+        sketch = OmegaConf.to_container(cfg.sketch, resolve=True) if "sketch" in read else {}
         line = config_error(exc, "sampler", options) or config_error(exc, "sketch", sketch)
         raise ConfigError(line or f"<sampler={cfg.sampler.name}> could not be built: {type(exc).__name__}: {exc}") from None
 

@@ -23,7 +23,9 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from .data import TensorData
 from .metrics import METRICS, metrics_for
 from .models import MODELS
-from .registry import SAMPLERS, config_error, sampler_options, sampler_schema
+from sketch.samplers import SAMPLERS
+
+from .inputs import check_sampler_options, config_error, reads, sampler_options, sampler_schema
 from .schema import parameter, schema_from_signature
 
 __all__ = ["ConfigError", "RunConfig", "TOP_LEVEL", "register_configs", "validate", "validate_against_data",
@@ -126,10 +128,10 @@ class SketchConfig:
 
 @dataclass
 class SamplerConfig:
-    """Base of the sampler schemas, which `bench.registry.sampler_schema` derives from each sampler's constructor
+    """Base of the sampler schemas, which `bench.inputs.sampler_schema` derives from each sampler's constructor
     (its options, defaults and types) and setup function: `python -m bench.run sampler=NAME --cfg job` shows them."""
 
-    name: str = MISSING  # the registry name (bench.registry.SAMPLERS), set by the schema of each sampler
+    name: str = MISSING  # the registry name (sketch.samplers.SAMPLERS), set by the schema of each sampler
 
 
 @dataclass
@@ -209,8 +211,8 @@ def register_configs() -> None:
     for name, schema in MODEL_SCHEMAS.items():
         cs.store(group="model", name=f"base_{name}", node=schema)
     cs.store(group="sketch", name="base_sketch", node=SketchConfig)
-    for name, entry in SAMPLERS.items():
-        cs.store(group="sampler", name=f"base_{name}", node=sampler_schema(entry, SamplerConfig))
+    for name in SAMPLERS:
+        cs.store(group="sampler", name=f"base_{name}", node=sampler_schema(name, SamplerConfig))
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
     cs.store(group="logger", name="base_logger", node=LoggerConfig)
     cs.store(group="paths", name="base_paths", node=PathsConfig)
@@ -311,8 +313,8 @@ def validate(cfg: DictConfig) -> None:
         _fail("sketch.decay", d, "a number in (0, 1]")
     _one_of(cfg, "sketch.key.input", KEY_INPUTS)
     _one_of(cfg, "sketch.key.normalize", KEY_NORMALIZE)
-    entry = SAMPLERS.get(cfg.sampler.name)
-    if cfg.sketch.key.input == "model" and entry is not None and "sketch" in entry.reads and not hasattr(entry.cls, "rekey"):
+    cls = SAMPLERS[cfg.sampler.name]
+    if cfg.sketch.key.input == "model" and "sketch" in reads(cfg.sampler.name) and not hasattr(cls, "rekey"):
         _fail("sketch.key.input", "model", f"raw or projection for sampler={cfg.sampler.name} (it cannot re-hash "
               f"the model's features as they change)")
     _int_at_least(cfg, "trainer.batch_size", 1)
@@ -379,7 +381,7 @@ def _validate_sampler(cfg: DictConfig) -> None:
     """The sampler's options, checked by the sampler's own constructor checks (one owner per allowed range)."""
     options = sampler_options(OmegaConf.to_container(cfg.sampler, resolve=True))
     try:
-        SAMPLERS[cfg.sampler.name].check(options)
+        check_sampler_options(cfg.sampler.name, options)
     except (ValueError, TypeError) as exc:
         raise ConfigError(config_error(exc, "sampler", options) or f"<sampler={cfg.sampler.name}> is not allowed: {exc}") from None
 
@@ -393,7 +395,7 @@ def validate_against_data(cfg: DictConfig, num_train: int, task: str, y_test: An
     if cfg.trainer.target_metric not in allowed:
         _fail("trainer.target_metric", cfg.trainer.target_metric, f"one of {', '.join(allowed)} for a {task} dataset")
     _validate_target(cfg.trainer.target, METRICS[cfg.trainer.target_metric])  # again: a table's metric was auto
-    if task == "regression" and cfg.sketch.key.label_buckets and "sketch" in SAMPLERS[cfg.sampler.name].reads:
+    if task == "regression" and cfg.sketch.key.label_buckets and "sketch" in reads(cfg.sampler.name):
         _fail("sketch.key.label_buckets", True, "false for a regression dataset (it needs class labels)")
     if cfg.trainer.target_metric == "auc" and y_test is not None:
         positive = int((y_test > 0.5).sum())

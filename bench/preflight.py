@@ -43,7 +43,9 @@ from omegaconf.nodes import BooleanNode
 
 from . import data as datasets
 from .config import ConfigError, composition_error, validate, validate_against_data
-from .registry import SAMPLERS
+from sketch.samplers import SAMPLERS
+
+from .inputs import reads
 
 __all__ = ["check_command_line", "preflight", "usable_threads", "available_cores", "available_memory", "Budget",
            "memory_budget", "sketch_memory", "train_rows", "folder_problem", "KNOWN_ROWS", "CONF_DIR"]
@@ -175,7 +177,7 @@ def sketch_memory(cfg: DictConfig, rows: Optional[int], budget: Budget, named: t
     2**31, or the table (depth x width x 2 float32) plus the slots (`rows` x depth int32; left out when `rows` is
     None, and the line says so) over `budget`; None when it fits. The line names the keys in `named` among depth and
     width (else both)."""
-    if not always and "sketch" not in SAMPLERS[cfg.sampler.name].reads:
+    if not always and "sketch" not in reads(cfg.sampler.name):
         return None
     depth, width = cfg.sketch.depth, cfg.sketch.width
     keys = [k for k in ("sketch.depth", "sketch.width") if k in named] or ["sketch.depth", "sketch.width"]
@@ -451,7 +453,7 @@ def _checked(argv: list[str]) -> tuple[list[tuple[DictConfig, Optional[DictConfi
             jobs = [(cfg, [o for o in composer.parse(overrides) if not composer.is_choice(o)], cfg.hydra)]
         # with each config-group choice checked once only (not every combination), the sketch of every job is held to
         # the budget when some job's sampler reads one: a product sweep runs each of those sketches with that sampler
-        sketch_read = not complete and any("sketch" in SAMPLERS[c.sampler.name].reads for c, _, _ in jobs
+        sketch_read = not complete and any("sketch" in reads(c.sampler.name) for c, _, _ in jobs
                                            if c.sampler.get("name") in SAMPLERS)
         for cfg, values, hydra in jobs:
             errors.update(dict.fromkeys(_job_errors(cfg, values, hydra, multirun, available, sketch_read, seen)))

@@ -39,7 +39,7 @@ from .preflight import usable_threads
 from .features import ModelRekey
 from .probe import Probe
 from .provenance import device_name, git_commit
-from .registry import RunContext, sampler_options
+from .inputs import RunContext, sampler_options
 from .results import ResultRow, experiment_id, group_id, identity, read_rows, row_path, run_id, write_row
 from .train import TrainSpec, TrainState, final_metric, train
 

@@ -21,20 +21,22 @@ Samplers (each a `torch.utils.data.Sampler[torch.Tensor]` yielding `len(sampler)
   stream_filter       StreamFilterSampler        the paper lineage's one-pass filter: keep high estimated losses
   selective_backprop  SelectiveBackpropSampler   Selective-Backprop: keep by the percentile of the forward loss
 
-Build by name with `build_sampler(name, **kwargs)`; `SAMPLERS` maps names to classes. The shared contract
+Each class registers itself with `@register(name, inputs=(...))` (its runtime inputs, from `INPUTS`); build by
+name with `build_sampler(name, **kwargs)`; `SAMPLERS` maps names to classes. The shared contract
 (determinism, weights, update, probabilities, state_dict, data parallel) is documented on `FeedbackSampler`.
 """
 from ._base import FeedbackSampler
-from ._history import HistorySampler
-from ._infobatch import InfoBatchSampler
-from ._loss import LossSampler
-from ._nws import NWSSampler, features_to_slots
-from ._selective_backprop import SelectiveBackpropSampler
 from ._proportional import MULTINOMIAL_MAX_CATEGORIES, ProportionalSampler, draw_categorical, inverse_cdf_draw, mix_probabilities
-from ._registry import SAMPLERS, build_sampler
-from ._static import StaticSampler
-from ._stream_filter import StreamFilterSampler
-from ._uniform import UniformSampler
+from ._registry import INPUTS, SAMPLERS, build_sampler, register, sampler_inputs
+# The samplers, in the order SAMPLERS lists them (each registers itself where it is written).
+from ._uniform import UniformSampler  # isort: skip
+from ._static import StaticSampler  # isort: skip
+from ._loss import LossSampler  # isort: skip
+from ._history import HistorySampler  # isort: skip
+from ._infobatch import InfoBatchSampler  # isort: skip
+from ._nws import NWSSampler, features_to_slots  # isort: skip
+from ._stream_filter import StreamFilterSampler  # isort: skip
+from ._selective_backprop import SelectiveBackpropSampler  # isort: skip
 
 __all__ = [
     "FeedbackSampler",
@@ -53,5 +55,8 @@ __all__ = [
     "StreamFilterSampler",
     "SelectiveBackpropSampler",
     "SAMPLERS",
+    "INPUTS",
+    "register",
     "build_sampler",
+    "sampler_inputs",
 ]

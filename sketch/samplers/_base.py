@@ -92,6 +92,9 @@ class FeedbackSampler(Sampler[torch.Tensor]):
     """
 
     cost: ClassVar[str] = "abstract"
+    # Set by `sketch.samplers.register`: the registry name and the runtime inputs the constructor takes.
+    registry_name: ClassVar[str | None] = None
+    inputs: ClassVar[tuple[str, ...]] = ()
     remembered_batches: ClassVar[int] = 16  # how many recent batches `weights` can answer for
     # The sampler's own keyword options (what a config file may set), each with the one check that decides its
     # allowed values. The constructor applies these checks; `check_options` applies them without building.

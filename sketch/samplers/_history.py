@@ -18,10 +18,12 @@ import torch
 
 from ._losstable import LossTable
 from ._proportional import ProportionalSampler
+from ._registry import register
 
 __all__ = ["HistorySampler"]
 
 
+@register("history")
 class HistorySampler(ProportionalSampler):
     """Last-seen-loss importance sampling. Args: num_samples, batch_size, mix, and `FeedbackSampler`'s."""
 

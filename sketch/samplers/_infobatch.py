@@ -33,10 +33,12 @@ from .._checks import check_fraction, check_positive_int
 from ._base import FeedbackSampler, epoch_seed
 from ._losstable import LossTable
 from ._permutation import PermutationStream
+from ._registry import register
 
 __all__ = ["InfoBatchSampler"]
 
 
+@register("infobatch", inputs=("num_epochs",))
 class InfoBatchSampler(FeedbackSampler):
     """Fixed-length InfoBatch.
 

@@ -27,6 +27,7 @@ import torch
 
 from .._checks import check_positive_int
 from ._proportional import ProportionalSampler
+from ._registry import register
 
 __all__ = ["LossSampler"]
 
@@ -42,6 +43,7 @@ def check_pool_size(name: str, value: Any) -> int | str | None:
     return value
 
 
+@register("loss", inputs=("score_fn",))
 class LossSampler(ProportionalSampler):
     """Pool-based exact-loss importance sampling.
 

@@ -53,6 +53,7 @@ from .._sketch import NWSketch
 from ._base import resolve_device
 from ._native import Distribution, SketchProposal
 from ._proportional import ProportionalSampler
+from ._registry import register
 
 __all__ = ["NWSSampler", "features_to_slots", "PROPOSALS"]
 
@@ -92,6 +93,7 @@ def check_sketch_and_slots(sketch: Any, slots: Any, num_samples: int | None) -> 
         raise ValueError(f"num_samples must equal slots.shape[0]={slots.shape[0]}, got {num_samples}")
 
 
+@register("nws", inputs=("sketch", "slots"))
 class NWSSampler(ProportionalSampler):
     """Importance sampling by the Nadaraya-Watson sketch's loss estimates.
 

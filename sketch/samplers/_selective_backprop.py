@@ -41,6 +41,7 @@ from .._checks import check_positive_int, optional
 from ._base import FeedbackSampler
 from ._permutation import PermutationStream
 from ._stream_filter import probabilities_at
+from ._registry import register
 
 __all__ = ["SelectiveBackpropSampler"]
 
@@ -56,6 +57,7 @@ def check_non_negative(name: str, value: Any) -> float:
     return float(value)
 
 
+@register("selective_backprop", inputs=("score_fn",))
 class SelectiveBackpropSampler(FeedbackSampler):
     """Selective-Backprop as a fixed-length batch sampler (see the module doc).
 

@@ -16,6 +16,7 @@ import torch
 
 from .._checks import check_positive_int, check_tensor
 from ._proportional import ProportionalSampler, mix_probabilities
+from ._registry import register
 
 __all__ = ["StaticSampler"]
 
@@ -35,6 +36,7 @@ def check_scores(name: str, scores: Any, num_samples: int | None) -> torch.Tenso
     return scores
 
 
+@register("static", inputs=("scores",))
 class StaticSampler(ProportionalSampler):
     """Fixed-score importance sampling with replacement.
 

@@ -46,6 +46,7 @@ from .._sketch import NWSketch
 from ._base import FeedbackSampler
 from ._nws import check_sketch_and_slots
 from ._permutation import PermutationStream
+from ._registry import register
 
 __all__ = ["StreamFilterSampler", "probabilities_at"]
 
@@ -89,6 +90,7 @@ def probabilities_at(p: torch.Tensor, indices: torch.Tensor | None) -> torch.Ten
     return p[idx]
 
 
+@register("stream_filter", inputs=("sketch", "slots", "labels"))
 class StreamFilterSampler(FeedbackSampler):
     """One-pass stream filter by sketch-estimated loss, with Horvitz-Thompson weights (see the module doc).
 

@@ -19,10 +19,12 @@ import torch
 
 from ._base import FeedbackSampler
 from ._permutation import PermutationStream
+from ._registry import register
 
 __all__ = ["UniformSampler"]
 
 
+@register("uniform")
 class UniformSampler(FeedbackSampler):
     """Random permutation per epoch, weights 1. Arguments: those of `FeedbackSampler`."""
 
