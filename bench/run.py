@@ -11,7 +11,7 @@ resume if a checkpoint exists -> train -> write the row. A run's identity is a h
 decide what it computes (`bench.results.identity`). A finished run's row is kept at
 `<paths.results_dir>/runs/<run_id>.json`, so re-running a sweep skips finished jobs and resumes killed ones from
 `<paths.results_dir>/ckpt/<run_id>.pt` (`resume=false` starts over). The command line, validation and the
-one-line errors (exit status 2) are `bench.cli`'s.
+one-line errors (exit status 2) are `bench.config.cli`'s.
 """
 from __future__ import annotations
 
@@ -28,20 +28,21 @@ from omegaconf import DictConfig
 
 from sketch.distributed import distributed_update
 
-from .build import (build, build_sampler, layout, load_data, resolved_config, restore, schedule, steps_per_epoch,
-                    train_spec)
-from .checkpoint import checkpoint_path, remove_checkpoint, save_checkpoint, stop_point
-from .config import ConfigError, validate_against_data
-from .distributed import DistEnv, barrier, broadcast_object, layout_fields, main_first
-from .lock import acquire
-from .logger import run_logger
-from .preflight import usable_threads
-from .features import ModelRekey
-from .probe import Probe
-from .provenance import device_name, git_commit
-from .inputs import RunContext, sampler_options
-from .results import ResultRow, experiment_id, group_id, identity, read_rows, row_path, run_id, write_row
-from .train import TrainSpec, TrainState, final_metric, train
+from .build.parts import build, build_sampler, layout, load_data, resolved_config, restore, schedule, steps_per_epoch, train_spec
+from .train.checkpoint import checkpoint_path, remove_checkpoint, save_checkpoint, stop_point
+from .config.schemas import validate_against_data
+from .config.errors import ConfigError
+from .train.distributed import DistEnv, barrier, broadcast_object, layout_fields, main_first
+from .train.lock import acquire
+from .results.logger import run_logger
+from .config.preflight import usable_threads
+from .build.features import ModelRekey
+from .train.probe import Probe
+from .results.provenance import device_name, git_commit
+from .build.inputs import RunContext, sampler_options
+from .results.rows import ResultRow, read_rows, row_path, write_row
+from .results.identity import experiment_id, group_id, identity, run_id
+from .train.loop import TrainSpec, TrainState, final_metric, train
 
 __all__ = ["run", "output_dir", "result_row"]
 
@@ -59,7 +60,7 @@ def run(cfg: DictConfig, out_dir: Optional[Path] = None) -> ResultRow:
     `out_dir` receives this run's logs and a copy of its row (default: Hydra's output directory).
     Under torchrun every rank calls it: the ranks train one data-parallel job; rank 0 writes the results."""
     env = layout(cfg)
-    resolved = resolved_config(cfg)  # a table: prepared, its content fingerprint in, its path out (bench.build)
+    resolved = resolved_config(cfg)  # a table: prepared, its content fingerprint in, its path out (bench.build.parts)
     if env.distributed:
         resolved["world_size"] = env.world_size  # another job than the single-process run (single ids unchanged)
     rid = run_id(resolved)
@@ -103,7 +104,7 @@ def run(cfg: DictConfig, out_dir: Optional[Path] = None) -> ResultRow:
     parts = {"rekey": rekey} if rekey else {}
     probe = Probe(data, cfg.trainer.probe_size, cfg.trainer.eval_batch_size) if cfg.trainer.probe_size else None
 
-    lock = acquire(results_dir, rid)  # one process per run: RunLocked while another live process runs it (bench.lock)
+    lock = acquire(results_dir, rid)  # one process per run: RunLocked while another live process runs it (bench.train.lock)
     finished = _finished_row(cfg, rid, results_dir, out, env)  # it may have finished elsewhere while this one set up
     if finished is not None:
         lock.release()
@@ -198,6 +199,7 @@ def result_row(cfg: DictConfig, resolved: dict, data: Any, spec: TrainSpec, stat
 
 
 if __name__ == "__main__":
-    from .cli import cli
+    from bench.config.cli import cli
+    from bench.run import run as run_job  # by its module's name, so that a launcher's worker processes can import it
 
-    cli()
+    cli(run_job)

@@ -8,7 +8,7 @@ per sampler, the sketch-size sweep, the proxy-quality probe.
 
 Saving needs a W&B account (`WANDB_API_KEY` or `wandb login`) and a network; `--dry-run` needs neither: it prints
 the panel specification as JSON (the W&B view model that `save` would send when wandb-workspaces is installed,
-else this module's own plain specification, `spec()`). The panels read what `bench.logger.run_logger` logs:
+else this module's own plain specification, `spec()`). The panels read what `bench.results.logger.run_logger` logs:
 `test/<metric>`, `train/loss` and `probe/*` against `train/time_s` (the fair clock) or the step, the result row's
 scalars in the summary (`time_to_target_s`, `best_metric`, `sampler_overhead`), and the config's `sampler.name`,
 `dataset.name` and `sketch.*`. Runs are grouped by sampler (by dataset, then sampler, unless `--dataset` picks
@@ -25,12 +25,12 @@ import os
 import sys
 from typing import Any, Optional, Sequence
 
-from .logger import CLOCK_KEY, has_wandb_key, metric_key
-from .metrics import METRICS
+from .results.logger import CLOCK_KEY, has_wandb_key, metric_key
+from .train.metrics import METRICS
 
 __all__ = ["spec", "workspace", "main", "SAMPLER_KEY", "DATASET_KEY"]
 
-SAMPLER_KEY = "sampler.name"  # W&B config keys (bench.logger.run_logger's config is the run's identity)
+SAMPLER_KEY = "sampler.name"  # W&B config keys (bench.results.logger.run_logger's config is the run's identity)
 DATASET_KEY = "dataset.name"
 SUMMARY_KEYS = ("time_to_target_s", "best_metric", "final_metric", "sampler_overhead")  # the result row's scalars
 SKETCH_KEYS = ("sketch.depth", "sketch.width", "sketch.bits")

@@ -50,9 +50,9 @@ from typing import Sequence
 import torch
 
 
-from bench.provenance import device_name, git_commit
-from bench.results import atomic_write_text
-from bench.timing import timed
+from bench.results.provenance import device_name, git_commit
+from bench.results.files import atomic_write_text
+from bench.train.timing import timed
 
 from sketch import NWSketch, SRPHash
 from sketch.samplers import MULTINOMIAL_MAX_CATEGORIES, NWSSampler, draw_categorical, inverse_cdf_draw, mix_probabilities

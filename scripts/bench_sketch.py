@@ -41,9 +41,9 @@ import torch
 
 import torch.nn as nn
 
-from bench.provenance import device_name, git_commit
-from bench.results import atomic_write_text
-from bench.timing import timed
+from bench.results.provenance import device_name, git_commit
+from bench.results.files import atomic_write_text
+from bench.train.timing import timed
 
 from sketch import NWSketch, PStableHash, SRPHash
 

@@ -1,4 +1,4 @@
-"""Copy a bench.report report into docs/RESULTS.md between the markers of one section.
+"""Copy a bench.report.tables report into docs/RESULTS.md between the markers of one section.
 
     python scripts/fill_results.py results/reproduce-quick/report/report.md docs/RESULTS.md --section cpu-quick
     python scripts/fill_results.py REPORT docs/RESULTS.md --section cpu-quick --took "24 min 10 s"
@@ -16,7 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench.results import atomic_write_text
+from bench.results.files import atomic_write_text
 
 
 def filled(document: str, section: str, table: str) -> str:

@@ -12,7 +12,7 @@
 #
 # The protocol: each test experiment x every registered sampler x 3 seeds, one experiment at a time; the report
 # takes each experiment's target from its uniform runs (T_u, 0.99 T_u), times and steps to reach them, the metric
-# at uniform's time, the final metric (bench.report). The development sweeps (conf/sweep/dev*.yaml) tune NWS on the
+# at uniform's time, the final metric (bench.report.tables). The development sweeps (conf/sweep/dev*.yaml) tune NWS on the
 # development experiments only; their rows go to OUT/dev and their own report. Then the report's table goes into
 # docs/RESULTS.md between its markers (section <device>-<mode>, and <device>-dev; --no-docs leaves it alone).
 # Finished jobs are skipped on a re-run (rows are keyed by config hash): an interrupted run continues where it stopped.

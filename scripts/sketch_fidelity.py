@@ -31,7 +31,7 @@ from typing import Sequence
 import torch
 
 
-from bench.provenance import git_commit
+from bench.results.provenance import git_commit
 
 from sketch import NWSketch, PStableHash, SRPHash, nadaraya_watson
 

@@ -23,7 +23,7 @@ def compose(tmp_path: Path) -> Callable:
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from bench.config import register_configs
+    from bench.config.schemas import register_configs
 
     register_configs()
 

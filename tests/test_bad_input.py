@@ -15,8 +15,9 @@ import pytest
 import torch
 from hydra.errors import HydraException
 
-from bench.config import ConfigError, composition_error, validate
-from bench.cli import check_command_line
+from bench.config.schemas import validate
+from bench.config.errors import ConfigError, composition_error
+from bench.config.cli import check_command_line
 from bench.run import run
 
 from test_run import TINY, tiny
@@ -25,7 +26,7 @@ CUDA = torch.cuda.is_available()
 
 # (overrides on top of the tiny nws run, what the error line must contain)
 BAD = [
-    # ranges checked by bench.config.validate
+    # ranges checked by bench.config.schemas.validate
     (["sketch.width=-5"], "<sketch.width=-5> is not allowed: an integer >= 1"),
     (["sketch.depth=0"], "<sketch.depth=0> is not allowed: an integer >= 1"),
     (["sketch.bits=100"], "<sketch.bits=100> is not allowed: an integer in [1, 62] for srp"),
@@ -48,7 +49,7 @@ BAD = [
     (["model.hidden=[32,-4]"], "<model.hidden=[32, -4]> is not allowed: hidden must hold integers >= 1, got [32, -4]"),
     (["model.dropout=1.5"], "<model.dropout=1.5> is not allowed: dropout must be a number in [0, 1), got 1.5"),
     (["+sketch.widht=8"], "<sketch.widht=8> is not allowed: sketch has no such key; its keys: family, depth, width"),
-    # checks that need the data (bench.config.validate_against_data, bench.run.load_data)
+    # checks that need the data (bench.config.schemas.validate_against_data, bench.run.load_data)
     (["trainer.batch_size=100000"], "<trainer.batch_size=100000> is not allowed: an integer in [1, 600]"),
     (["sampler.pool_size=100000"], "<sampler.pool_size=100000> is not allowed: pool_size must be None or in [1, num_samples=600], got 100000"),
     (["trainer.target_metric=mse"], "<trainer.target_metric='mse'> is not allowed: one of accuracy, logloss for a multiclass"),
@@ -58,7 +59,7 @@ BAD = [
     # objects Hydra builds
     (["trainer.optimizer._target_=torch.optim.Adamm"], "<trainer.optimizer._target_='torch.optim.Adamm'> is not allowed: no such class"),
     (["+trainer.optimizer.momentum=0.9"], "<trainer.optimizer=torch.optim.Adam(lr=0.001, momentum=0.9)> is not allowed: TypeError"),
-    (["+model.depth=3"], "<model._target_='bench.models.MLP'> could not be built: TypeError"),
+    (["+model.depth=3"], "<model._target_='bench.build.models.MLP'> could not be built: TypeError"),
     # Hydra's composition errors, in one line
     (["sketch.widht=8"], "<sketch.widht=8> is not allowed: sketch has no key 'widht'; its keys: family, depth, width"),
     (["sketch.depth=abc"], "<sketch.depth=abc> is not allowed: Value 'abc' of type 'str' could not be converted to Integer"),
@@ -118,10 +119,10 @@ CLI = [
     (["trainer.batch_size=100000"], "error: <trainer.batch_size=100000> is not allowed: an integer in [1, 600] (the training rows)"),
     (["sketch.widht=8"], "error: <sketch.widht=8> is not allowed: sketch has no key 'widht'; its keys: family, depth, width, bits, bandwidth, decay, key"),
     (["sketch.depth=abc"], "error: <sketch.depth=abc> is not allowed: Value 'abc' of type 'str' could not be converted to Integer"),
-    (["sampler=bogus"], "error: <sampler=bogus> is not allowed: one of history, infobatch, loss, nws, selective_backprop, static, stream_filter, uniform (conf/sampler/)"),
+    (["sampler=bogus"], "error: <sampler=bogus> is not allowed: one of history, infobatch, loss, nws, selective_backprop, static, stream_filter, uniform (the registered samplers; plugins=[your_module] adds yours)"),
     # a sweep whose second value is bad stops before its first job trains
     (["-m", "sketch.depth=2,abc"], "error: <sketch.depth=abc> is not allowed: Value 'abc' of type 'str' could not be converted to Integer"),
-    # the preflight (bench.preflight): a sweep validated whole, strict booleans, a data folder that cannot be made
+    # the preflight (bench.config.preflight): a sweep validated whole, strict booleans, a data folder that cannot be made
     (["-m", "sketch.width=64,-1"], "error: <sketch.width=-1> is not allowed: an integer >= 1"),
     (["resume=no"], "error: <resume=no> is not allowed: true or false"),
     (["paths.data_dir={tmp}/a-file/data"], "error: <paths.data_dir={tmp}/a-file/data> is not allowed: a folder this "

@@ -6,7 +6,8 @@ import re
 import pytest
 from omegaconf import OmegaConf
 
-from bench.config import ConfigError, validate
+from bench.config.schemas import validate
+from bench.config.errors import ConfigError
 
 from conftest import CONF
 
@@ -38,7 +39,7 @@ def test_every_experiment_composes(compose, experiment):
 
 @pytest.mark.parametrize("sweep", options("sweep"))
 def test_every_sweep_composes_and_expands_its_jobs(compose, sweep):
-    from bench.overrides import sweep_size
+    from bench.config.overrides import sweep_size
 
     cfg = compose([f"sweep={sweep}"], hydra_cfg=True)
     params = cfg.hydra.sweeper.params
@@ -90,7 +91,7 @@ def test_config_error_message_names_key_value_and_allowed(compose):
 
 @pytest.mark.parametrize("sweep", options("sweep"))
 def test_the_usage_line_of_every_sweep_file_works_as_written(sweep):
-    from bench.cli import check_command_line
+    from bench.config.cli import check_command_line
 
     text = (CONF / "sweep" / f"{sweep}.yaml").read_text()
     usage = re.search(r"python -m bench\.run ((?:\S+ ?)+)", text)

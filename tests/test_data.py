@@ -409,7 +409,7 @@ def test_prepare_check_reports_a_corrupt_cache_and_prepare_rebuilds_it(tmp_path,
 
 
 def test_a_corrupt_slots_cache_is_recomputed_with_one_warning(tmp_path, caplog):
-    from bench.features import build_sketch, cached_slots
+    from bench.build.features import build_sketch, cached_slots
 
     keys = torch.randn(500, 8, generator=torch.Generator().manual_seed(0))
     sketch = build_sketch(8, "srp", depth=4, width=64, bits=3, seed=0)
@@ -421,7 +421,7 @@ def test_a_corrupt_slots_cache_is_recomputed_with_one_warning(tmp_path, caplog):
         else:
             cached.write_bytes(damage)
         caplog.clear()
-        with caplog.at_level("WARNING", logger="bench.features"):
+        with caplog.at_level("WARNING", logger="bench.build.features"):
             again = cached_slots(sketch, keys, tmp_path, tag="t")
         assert torch.equal(again, slots)
         (warning,) = caplog.records
@@ -434,7 +434,7 @@ def test_a_corrupt_slots_cache_is_recomputed_with_one_warning(tmp_path, caplog):
 def test_a_truncated_or_foreign_row_is_skipped_with_one_warning_and_the_report_keeps_the_rest(compose, tmp_path):
     import sys as _sys
 
-    from bench.results import read_rows
+    from bench.results.rows import read_rows
     from bench.run import run
 
     from test_run import tiny
@@ -444,7 +444,7 @@ def test_a_truncated_or_foreign_row_is_skipped_with_one_warning_and_the_report_k
     runs = results / "runs"
     (runs / "truncated.json").write_text(json.dumps(row.to_dict())[:200])
     (runs / "foreign.json").write_text(json.dumps({"name": "not a row"}))
-    proc = subprocess.run([_sys.executable, "-m", "bench.report", str(results)], capture_output=True, text=True,
+    proc = subprocess.run([_sys.executable, "-m", "bench.report.tables", str(results)], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| uniform |" in proc.stdout
@@ -463,7 +463,7 @@ def test_run_does_not_crash_on_its_own_unreadable_row_and_runs_again(compose, tm
     first = run(cfg, out_dir=tmp_path / "a")
     path = tmp_path / "results" / "runs" / f"{first.run_id}.json"
     path.write_text(path.read_text()[:100])  # killed mid-write by another tool, or a disk error
-    with caplog.at_level("WARNING", logger="bench.results"):
+    with caplog.at_level("WARNING", logger="bench.results.rows"):
         again = run(cfg, out_dir=tmp_path / "b")
     assert again.run_id == first.run_id and (tmp_path / "b" / "metrics.jsonl").is_file()  # trained again
     assert any(str(path) in r.getMessage() for r in caplog.records)

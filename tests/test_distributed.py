@@ -1,4 +1,4 @@
-"""Data-parallel feedback (`sketch.distributed`, `bench.distributed`): 2 CPU processes, gloo backend.
+"""Data-parallel feedback (`sketch.distributed`, `bench.train.distributed`): 2 CPU processes, gloo backend.
 
 The property under test: R ranks that each see only their slice of the global batch, and share their
 feedback through one collective per step, hold exactly the state of one process fed the whole global batch
@@ -16,8 +16,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from bench.results import read_rows
-from bench.distributed import DistEnv, barrier, broadcast_object, cleanup, init_distributed
+from bench.results.rows import read_rows
+from bench.train.distributed import DistEnv, barrier, broadcast_object, cleanup, init_distributed
 from sketch.distributed import distributed_update, feedback_mode, sync_check, tensors_in_sync
 from sketch.samplers import HistorySampler, InfoBatchSampler, NWSSampler, build_sampler
 

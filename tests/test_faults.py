@@ -1,8 +1,8 @@
 """Faults a run must survive: non-finite losses, and W&B without a key, a network, a package or a working service.
 
-Non-finite losses (bench.train's policy): a NaN/inf per-sample loss is left out of the weighted mean and
+Non-finite losses (bench.train.loop's policy): a NaN/inf per-sample loss is left out of the weighted mean and
 dropped (and counted) by the sampler; when the gradient is not finite the optimizer step is skipped and
-counted, so the model never takes a NaN. W&B (bench.logger): every failure is one warning and a fallback
+counted, so the model never takes a NaN. W&B (bench.results.logger): every failure is one warning and a fallback
 (online -> offline -> disabled), the local files go on, `finish` is always called and never raises, and a
 failure of the run itself propagates unchanged.
 """
@@ -17,13 +17,13 @@ import pytest
 import torch
 from torch import nn
 
-import bench.build as bench_build
+import bench.build.parts as bench_build
 import bench.run as bench_run
 from bench import data as datasets
-from bench.logger import RunLogger
-from bench.models import MLP
-from bench.results import read_rows
-from bench.train import TrainSpec, train, weighted_loss
+from bench.results.logger import RunLogger
+from bench.build.models import MLP
+from bench.results.rows import read_rows
+from bench.train.loop import TrainSpec, train, weighted_loss
 from sketch.samplers import HistorySampler, NWSSampler
 
 from test_run import tiny

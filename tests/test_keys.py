@@ -1,4 +1,4 @@
-"""What NWS hashes in the harness (bench.features): the library's key path, label buckets, model features re-hashed."""
+"""What NWS hashes in the harness (bench.build.features): the library's key path, label buckets, model features re-hashed."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from bench import data as datasets
-from bench.config import KeyConfig, SketchConfig
-from bench.features import ModelRekey, hash_keys, label_groups, sketch_and_slots
-from bench.models import MLP
+from bench.config.schemas import KeyConfig, SketchConfig
+from bench.build.features import ModelRekey, hash_keys, label_groups, sketch_and_slots
+from bench.build.models import MLP
 from sketch.samplers import NWSSampler
 
 

@@ -1,4 +1,4 @@
-"""bench.models: every model maps (x_num, x_cat) to logits [b, num_outputs], trains, and validates its arguments."""
+"""bench.build.models: every model maps (x_num, x_cat) to logits [b, num_outputs], trains, and validates its arguments."""
 from __future__ import annotations
 
 import socket
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bench import data
-from bench.models import MLP, MODELS, EmbeddingMLP, TimmNet
+from bench.build.models import MLP, MODELS, EmbeddingMLP, TimmNet
 
 
 def _batch(ds: data.TensorData, b: int = 6):
@@ -95,7 +95,7 @@ def test_hydra_instantiate_builds_models_from_config():
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.create({"_target_": "bench.models.MLP", "hidden": [16, 8], "dropout": 0.1})
+    cfg = OmegaConf.create({"_target_": "bench.build.models.MLP", "hidden": [16, 8], "dropout": 0.1})
     model = instantiate(cfg, input_shape=(4,), cardinalities=[3, 2], num_outputs=5)
     assert isinstance(model, MLP) and model(torch.randn(2, 4), torch.zeros(2, 2, dtype=torch.long)).shape == (2, 5)
     assert set(MODELS) == {"mlp", "embedding_mlp", "timm"}

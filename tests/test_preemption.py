@@ -26,11 +26,11 @@ import pytest
 import torch
 
 import bench.run as bench_run
-from bench.checkpoint import STOP, Preempted, StopSignal, exit_status, stop_point
-from bench.lock import RunLocked, acquire, lock_path
-from bench.logger import RunLogger
-from bench.results import read_rows
-from bench.train import TrainState
+from bench.train.checkpoint import STOP, Preempted, StopSignal, exit_status, stop_point
+from bench.train.lock import RunLocked, acquire, lock_path
+from bench.results.logger import RunLogger
+from bench.results.rows import read_rows
+from bench.train.loop import TrainState
 
 from test_resume import _metrics
 from test_run import tiny
@@ -246,7 +246,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(compose, tmp_path, caplog
         acquire(cfg.paths.results_dir, rid)  # alive: refused
     holder.kill()
     holder.wait(timeout=30)
-    with caplog.at_level("WARNING", logger="bench.lock"):
+    with caplog.at_level("WARNING", logger="bench.train.lock"):
         row = bench_run.run(cfg, out_dir=tmp_path / "out")  # killed: its lock is stale
     assert f"took over the lock of run {rid} from process {holder.pid} on elsewhere (since then)" in caplog.text
     assert row.run_id == rid and read_rows(tmp_path / "results") and not path.exists()

@@ -1,4 +1,4 @@
-"""The preflight (`bench.preflight`): what a hostile command line gets refused, in one line, before anything starts.
+"""The preflight (`bench.config.preflight`): what a hostile command line gets refused, in one line, before anything starts.
 
 The properties under test, each through `python -m bench.run`'s own code (`bench.cli.cli` in this process; the
 subprocess cases are in tests/test_bad_input.py):
@@ -20,12 +20,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-import bench.cli as bench_cli
-from bench.checkpoint import STOP
-from bench.config import ConfigError
-from bench.preflight import (Budget, available_cores, check_command_line, folder_problem, preflight, sketch_memory,
-                             train_rows, usable_threads)
-from bench.results import read_rows
+import bench.config.cli as bench_cli
+from bench.train.checkpoint import STOP
+from bench.config.errors import ConfigError
+from bench.config.preflight import Budget, available_cores, check_command_line, folder_problem, preflight, sketch_memory, train_rows, usable_threads
+from bench.results.rows import read_rows
 from bench.run import run
 
 from test_run import tiny
@@ -81,7 +80,7 @@ def test_the_sweep_files_params_are_enumerated_and_the_command_line_wins(tmp_pat
 
 
 def test_beyond_max_compositions_each_config_group_choice_is_composed_once(tmp_path, monkeypatch):
-    import bench.preflight as pf
+    import bench.config.preflight as pf
 
     monkeypatch.setattr(pf, "MAX_COMPOSITIONS", 2)  # sampler x trainer: 4 combinations of choices, too many
     configs = check_command_line(["-m", *tiny("uniform"), "sampler=uniform,history", "trainer=quick,default", "seed=0,1",
@@ -116,7 +115,7 @@ def test_without_the_number_of_rows_the_table_alone_is_checked_and_the_line_says
 
 
 def test_the_budget_is_the_setting_else_a_slurm_jobs_memory_else_half_of_this_machines(compose):
-    from bench.preflight import memory_budget
+    from bench.config.preflight import memory_budget
 
     assert memory_budget(compose(["memory_budget_gb=2"]), 2**40) == Budget(2 * 2**30, "memory_budget_gb=2.0")
     slurm = memory_budget(compose(["hydra/launcher=slurm"], hydra_cfg=True), 2**30)  # the job's node, not this one
@@ -199,7 +198,7 @@ def cli(monkeypatch, tmp_path):
     def call(argv: list[str], capsys) -> tuple[int, list[str]]:
         monkeypatch.setattr(sys, "argv", ["bench.run", *argv])
         with pytest.raises(SystemExit) as info:
-            bench_cli.cli()
+            bench_cli.cli(run)
         return info.value.code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
 
     yield call

@@ -1,4 +1,4 @@
-"""The proxy-quality probe (bench.probe): its numbers on hand-made losses and distributions, and in a real run."""
+"""The proxy-quality probe (bench.train.probe): its numbers on hand-made losses and distributions, and in a real run."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from bench.probe import Probe, probe_numbers, spearman
+from bench.train.probe import Probe, probe_numbers, spearman
 from bench.registry import SAMPLERS
 from bench.run import run
 

@@ -1,4 +1,4 @@
-"""The evaluation protocol's parts: the curve readings (bench.protocol), the label-noise control, the linear LR decay,
+"""The evaluation protocol's parts: the curve readings (bench.report.protocol), the label-noise control, the linear LR decay,
 and the experiment and sweep files (development vs test, frozen NWS settings, every sampler). No prepared
 dataset is needed: data tests use the in-memory `synthetic` dataset, config tests only compose."""
 from __future__ import annotations
@@ -12,12 +12,13 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from bench.build import load_data, schedule
-from bench.config import ConfigError, validate
+from bench.build.parts import load_data, schedule
+from bench.config.schemas import validate
+from bench.config.errors import ConfigError
 from bench.data import synthetic
-from bench.protocol import first_reach, inside_first_epoch, loose_target, median, uniform_target, value_at
+from bench.report.protocol import first_reach, inside_first_epoch, loose_target, median, uniform_target, value_at
 from bench.registry import SAMPLERS
-from bench.results import run_id
+from bench.results.identity import run_id
 
 from conftest import CONF, REPO
 

@@ -1,4 +1,4 @@
-"""bench.report on synthetic rows: the protocol's numbers by hand (T_u, loose target, equal-time quality, the
+"""bench.report.tables on synthetic rows: the protocol's numbers by hand (T_u, loose target, equal-time quality, the
 epoch-1 flag), lines that are never pooled across configurations, the files, the CLI and its errors."""
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.report import markdown_table, summarize, write_report
-from bench.results import ResultRow, experiment_id, group_id, identity, read_rows, run_id, write_row
+from bench.report.tables import markdown_table, summarize, write_report
+from bench.results.rows import ResultRow, read_rows, write_row
+from bench.results.identity import experiment_id, group_id, identity, run_id
 
 
 def write_old_row(results_dir: Path, row: dict) -> None:
@@ -152,7 +153,7 @@ def test_notes_flag_a_missing_baseline_and_repeated_seeds(results):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "bench.report", *map(str, args)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "bench.report.tables", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -168,7 +169,7 @@ def test_cli_fails_with_one_line_on_no_rows(tmp_path, sub):
     (tmp_path / "empty").mkdir()
     p = run_cli(tmp_path / sub)
     assert p.returncode != 0
-    assert p.stderr.strip().count("\n") == 0 and p.stderr.startswith("bench.report: error:")
+    assert p.stderr.strip().count("\n") == 0 and p.stderr.startswith("bench.report.tables: error:")
 
 
 # -- the protocol on rows of this version (config, group and experiment ids) ---------------------------------

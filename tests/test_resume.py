@@ -26,9 +26,10 @@ import torch
 from omegaconf import OmegaConf
 
 import bench.run as bench_run
-from bench.checkpoint import checkpoint_path
-from bench.config import ConfigError
-from bench.results import ResultRow, experiment_id, group_id, read_rows, row_path, run_id
+from bench.train.checkpoint import checkpoint_path
+from bench.config.errors import ConfigError
+from bench.results.rows import ResultRow, read_rows, row_path
+from bench.results.identity import experiment_id, group_id, run_id
 
 from test_run import TINY, tiny
 

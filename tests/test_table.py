@@ -23,9 +23,10 @@ import torch
 from hydra.errors import HydraException
 
 from bench import data
-from bench.cli import check_command_line
-from bench.config import ConfigError, composition_error, validate
-from bench.results import read_rows
+from bench.config.cli import check_command_line
+from bench.config.schemas import validate
+from bench.config.errors import ConfigError, composition_error
+from bench.results.rows import read_rows
 from bench.run import run
 
 

@@ -1,4 +1,4 @@
-"""The fair clock (bench.timing.StepClock): the sampler's share plus the rest is the step, on the CPU and on the
+"""The fair clock (bench.train.timing.StepClock): the sampler's share plus the rest is the step, on the CPU and on the
 event path (tested with a fake event class, so no GPU is needed), with one synchronization per step."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from bench.timing import StepClock, Stopwatch
+from bench.train.timing import StepClock, Stopwatch
 
 
 class FakeEvents:

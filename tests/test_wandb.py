@@ -23,9 +23,9 @@ import pandas as pd
 import pytest
 
 import bench.run as bench_run
-from bench.logger import CLOCK_KEY, RunLogger, metric_key, portable, run_logger, wandb_point
-from bench.metrics import METRICS
-from bench.results import read_rows
+from bench.results.logger import CLOCK_KEY, RunLogger, metric_key, portable, run_logger, wandb_point
+from bench.train.metrics import METRICS
+from bench.results.rows import read_rows
 from bench.wandb_dashboard import SAMPLER_KEY, spec
 
 from conftest import REPO

@@ -14,7 +14,7 @@ Preemption (SIGTERM from SLURM, `kill` or a container runtime; SIGINT from Ctrl-
 `python -m bench.run`) turns the first such signal into a request; the loop's end-of-step hook `stop_point(save, ...)`
 then writes a checkpoint of the state after that whole step (the same point a periodic checkpoint is taken at, so
 the resumed run is still bit-identical) and raises `Preempted`, which finishes W&B marked preempted
-(bench.logger) and ends the process with status 128 + the signal's number (143 for SIGTERM, 130 for SIGINT). Under
+(bench.results.logger) and ends the process with status 128 + the signal's number (143 for SIGTERM, 130 for SIGINT). Under
 torchrun every rank all-reduces its flag at each step, so all ranks stop after the same step. A second signal more
 than a second after the first stops at once (the default action); repeats within that second are one event
 delivered twice (to the process group, and forwarded by torchrun) and ignored.
@@ -34,8 +34,8 @@ from typing import Any, Callable, Optional
 import torch
 
 from .distributed import is_distributed
-from .results import atomic_write
-from .train import TrainState
+from ..results.files import atomic_write
+from .loop import TrainState
 
 __all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_path", "remove_checkpoint", "CheckpointError",
            "Preempted", "StopSignal", "STOP", "stop_point", "agreed_signal", "exit_status"]
@@ -55,7 +55,7 @@ def checkpoint_path(results_dir: str | Path, rid: str) -> Path:
 def save_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: Any, scheduler: Optional[Any], sampler: Any, state: TrainState,
                     extra: Optional[dict[str, Any]] = None) -> None:
     """Write everything needed to continue the run exactly, atomically (temp file + rename). `extra` maps names to
-    other stateful parts (with `state_dict`/`load_state_dict`, e.g. bench.features.ModelRekey)."""
+    other stateful parts (with `state_dict`/`load_state_dict`, e.g. bench.build.features.ModelRekey)."""
     blob = {
         "extra": {name: part.state_dict() for name, part in (extra or {}).items()},
         "model": model.state_dict(),
@@ -117,7 +117,7 @@ def exit_status(signum: int) -> int:
 class Preempted(Exception):
     """Training stopped after a whole step because the process was asked to stop; the checkpoint is written.
 
-    `preempted` tells `bench.logger.RunLogger` to finish W&B marked preempted; `exit_code` is the process's status."""
+    `preempted` tells `bench.results.logger.RunLogger` to finish W&B marked preempted; `exit_code` is the process's status."""
 
     preempted = True
 

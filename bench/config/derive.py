@@ -2,11 +2,11 @@
 constructor whose argument it is.
 
     Schema = schema_from_signature("MLPConfig", MLP, ["hidden", "dropout", "embed_dim"], base=ModelConfig,
-                                   fixed={"_target_": "bench.models.MLP"})
+                                   fixed={"_target_": "bench.build.models.MLP"})
 
 Each named parameter becomes a field with the constructor's default and an OmegaConf-compatible type from its
 hint (int, float, bool, str, optionally None; anything else - lists, unions - is `Any`, which the constructor
-checks itself). Used for the sampler schemas (bench.registry) and the model schemas (bench.config).
+checks itself). Used for the sampler schemas (bench.registry) and the model schemas (bench.config.schemas).
 """
 from __future__ import annotations
 

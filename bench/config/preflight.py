@@ -10,7 +10,7 @@ The jobs are the ones Hydra's basic sweeper will run: the command line's sweeps 
 except beyond MAX_COMPOSITIONS combinations of config-group choices (each is a composition, ~0.1 s) or
 MAX_COMBINATIONS of values, where each choice or value is checked once (with the other axes at their first); then
 every job's sketch is held to the budget if any job's sampler reads one. For each job:
-- composition (a misspelled key, a wrong type, an unknown group option) and `bench.config.validate` (the ranges,
+- composition (a misspelled key, a wrong type, an unknown group option) and `bench.config.schemas.validate` (the ranges,
   whose owners are the constructors);
 - booleans on the command line take only true or false (OmegaConf alone would read yes/no/on/off/1/0);
 - where the dataset's size is known before loading (its prepared cache's metadata, the generator's options, or
@@ -23,7 +23,7 @@ every job's sketch is held to the budget if any job's sampler reads one. For eac
 
 `usable_threads` holds `trainer.threads` to the cores this process may use (bench.run records the warning in the row).
 
-    from bench.preflight import check_command_line, preflight, usable_threads
+    from bench.config.preflight import check_command_line, preflight, usable_threads
     check_command_line(["-m", "sweep=sketch_grid"])    # raises ConfigError (one line) or returns the jobs' configs
 """
 from __future__ import annotations
@@ -41,16 +41,17 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.nodes import BooleanNode
 
-from . import data as datasets
-from .config import ConfigError, composition_error, validate, validate_against_data
+from .. import data as datasets
+from .schemas import validate, validate_against_data
+from .errors import ConfigError, composition_error
 from sketch.samplers import SAMPLERS
 
-from .inputs import reads
+from ..build.inputs import reads
 
 __all__ = ["check_command_line", "preflight", "usable_threads", "available_cores", "available_memory", "Budget",
            "memory_budget", "sketch_memory", "train_rows", "folder_problem", "KNOWN_ROWS", "CONF_DIR"]
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 GIB = 1024**3
 BUDGET_FRACTION = 0.5  # of the available memory: the data, the model and the hashing need the rest
 MAX_COMBINATIONS = 1000  # of values: beyond it, every value of every axis once
@@ -134,7 +135,7 @@ def memory_budget(cfg: DictConfig, available: Optional[int], launcher: Optional[
 def train_rows(cfg: DictConfig) -> tuple[Optional[int], Optional[str]]:
     """(training rows, task) of the configured dataset before it is loaded, or (None, None) where unknown: the
     generator's options (synthetic), the prepared cache's metadata, or KNOWN_ROWS; `dataset.train_size` caps it."""
-    from .data._cache import read_meta
+    from ..data._cache import read_meta
 
     spec = datasets.DATASETS.get(cfg.dataset.name)
     if spec is None:

@@ -1,11 +1,11 @@
 """Command-line overrides and their sweeps, parsed once with Hydra's own override parser.
 
-    from bench.overrides import parse, sweep_axes, job_variants, sweep_size
+    from bench.config.overrides import parse, sweep_axes, job_variants, sweep_size
     axes = sweep_axes(["sampler=uniform,nws", "seed=0,1,2"])      # {"sampler": ["uniform", "nws"], "seed": [...]}
     sweep_size(["sampler=uniform,nws", "seed=0,1,2"])              # 6 jobs
     job_variants(["sampler=uniform,nws", "seed=0,1"])              # override lists that together hold every value
 
-Used by the command-line check (`bench.cli`) and the sweep progress line (`bench.callbacks`), so both read a
+Used by the command-line check (`bench.config.cli`) and the sweep progress line (`bench.results.callbacks`), so both read a
 sweep the way Hydra's basic sweeper does: value lists `a,b,c`, `choice(...)` and `range(...)`.
 """
 from __future__ import annotations

@@ -4,15 +4,15 @@ them, the metric at equal time, and whether a target is too easy to say anything
 Why: a target that uniform sampling reaches inside the first epoch makes every sampler tie, and a hand-set
 target says little about the quality a budget reaches. So each experiment's target comes from its uniform
 runs: T_u is the median over seeds of uniform's final metric at the full budget, with a looser 0.99 T_u
-(1.01 T_u for lower-is-better metrics). `bench.report` applies these functions to every run and takes
+(1.01 T_u for lower-is-better metrics). `bench.report.tables` applies these functions to every run and takes
 medians over seeds.
 
-    from bench.protocol import uniform_target, loose_target, first_reach, value_at, inside_first_epoch
+    from bench.report.protocol import uniform_target, loose_target, first_reach, value_at, inside_first_epoch
     t_u = uniform_target([0.978, 0.980, 0.979]); loose = loose_target(t_u, higher_is_better=True)
     time_s, step = first_reach(row.curve, "accuracy", loose)   # inf, inf if never
     value_at(row.curve, 12.5)                                  # metric at the last evaluation at or before 12.5 s
 
-A curve is a row's list of evaluation points (`bench.train`): dicts with `step`, `epoch`, `time_s` (the fair
+A curve is a row's list of evaluation points (`bench.train.loop`): dicts with `step`, `epoch`, `time_s` (the fair
 clock, sampler setup included) and `metric` (the target metric on the test split). Times and steps cannot be
 finer than the evaluation interval: "reached" means reached at an evaluation.
 """
@@ -23,7 +23,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
-from .metrics import METRICS, reaches
+from ..train.metrics import METRICS, reaches
 
 __all__ = ["LOOSE_SLACK", "uniform_target", "loose_target", "first_reach", "value_at", "inside_first_epoch",
            "median", "eval_interval_steps", "last_value"]

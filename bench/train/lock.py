@@ -34,7 +34,7 @@ __all__ = ["RunLock", "RunLocked", "acquire", "lock_path", "release_all", "EXIT_
 
 EXIT_LOCKED = 75  # sysexits.h EX_TEMPFAIL: another process runs this job now; run the command again later
 
-log = logging.getLogger("bench.lock")
+log = logging.getLogger("bench.train.lock")
 
 _HELD: dict[Path, "RunLock"] = {}  # the locks this process holds (a process holds a run's lock once)
 

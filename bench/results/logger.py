@@ -19,7 +19,7 @@ benchmark reads them (`python -m bench.wandb_dashboard` builds the matching work
   clock) with `train/step` and `train/epoch`; W&B's own step is the training step;
 - `define_metric`: every `test/`, `train/` and `probe/` key is plotted against `train/time_s` by default (the
   step stays available as an x-axis), and each metric's summary is its best value (`max` or `min` by the
-  metric's direction, bench.metrics.METRICS); the result row's scalars are added to the summary at the end;
+  metric's direction, bench.train.metrics.METRICS); the result row's scalars are added to the summary at the end;
 - group: `logger.wandb.group`, by default the experiment (`<dataset>-<experiment_id>`: the runs one report
   compares); tags `sampler:<name>`, `dataset:<name>`, `model:<class>` plus `logger.wandb.tags`;
   job type `logger.wandb.job_type` ("train");
@@ -38,7 +38,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional
 
-from .metrics import METRICS
+from ..train.metrics import METRICS
 
 __all__ = ["RunLogger", "run_logger", "has_wandb_key", "wandb_point", "wandb_key", "metric_key", "portable",
            "CLOCK_KEY", "STEP_KEY"]
@@ -134,7 +134,7 @@ class RunLogger:
             self._drop_wandb("define_metric", exc)
 
     def log_eval(self, point: dict[str, Any]) -> None:
-        """Record one evaluation of the training loop (`bench.train`'s point: step, time_s, test_*, probe_*, ...):
+        """Record one evaluation of the training loop (`bench.train.loop`'s point: step, time_s, test_*, probe_*, ...):
         as it is in metrics.jsonl, under the benchmark's W&B names (`wandb_point`) in W&B, at its step."""
         self._write(point["step"], point)
         self._send(wandb_point(point), point["step"])
@@ -194,7 +194,7 @@ class RunLogger:
         return self
 
     def __exit__(self, exc_type: object, exc: Optional[BaseException], tb: object) -> None:
-        # a stop on request (bench.checkpoint.Preempted: preempted, exit_code) is not a failure: W&B shows it preempted
+        # a stop on request (bench.train.checkpoint.Preempted: preempted, exit_code) is not a failure: W&B shows it preempted
         if getattr(exc, "preempted", False):
             self.close(exit_code=int(getattr(exc, "exit_code", 1)), preempted=True)
         else:
@@ -219,7 +219,7 @@ def wandb_key(key: str) -> Optional[str]:
 
 
 def wandb_point(point: dict[str, Any]) -> dict[str, Any]:
-    """An evaluation point (bench.train) under its W&B keys (`wandb_key`)."""
+    """An evaluation point (bench.train.loop) under its W&B keys (`wandb_key`)."""
     return {wandb_key(k): v for k, v in point.items() if wandb_key(k) is not None}
 
 
@@ -236,9 +236,9 @@ def portable(value: Any) -> Any:
 
 def run_logger(run_dir: str | Path, cfg: Any, resolved: dict[str, Any], rid: str, enabled: bool = True) -> RunLogger:
     """The `RunLogger` of one benchmark run (`cfg`: its Hydra config; `resolved`: the resolved config its id `rid`
-    was computed from, see bench.build.resolved_config): named, grouped, tagged and configured as the module
+    was computed from, see bench.build.parts.resolved_config): named, grouped, tagged and configured as the module
     docstring says. `enabled=False` (the other ranks of a data-parallel job) writes local files only."""
-    from .results import experiment_id, group_id, identity
+    from .identity import experiment_id, group_id, identity
 
     w = cfg.logger.wandb
     model = str(cfg.model._target_).rsplit(".", 1)[-1]

@@ -1,14 +1,8 @@
-"""Result rows: the typed row of one finished run (`ResultRow`), written atomically as JSON, and the run identity.
+"""Result rows: the typed row of one finished run (`ResultRow`), written atomically as JSON under
+`<results_dir>/runs/<run_id>.json` (the id: `bench.results.identity`), and read back by the report.
 
-A run's identity (`run_id`) is a hash of the config keys that decide what it computes (`identity`): output
-locations are left out, and so are the config groups its sampler does not read (a uniform run does not read
-`sketch`, so sketch settings do not change its id). The same job in a re-run sweep has the same id: `bench.run`
-skips a job whose row exists and resumes one whose checkpoint exists. `group_id` drops the seed too (the rows
-of one configuration over seeds), `experiment_id` also drops the sampler and what only it reads (the rows a
-report compares samplers on). Rows live at `<results_dir>/runs/<run_id>.json`; `bench.report` reads them.
-
-    from bench.results import ResultRow, run_id, write_row, read_rows
-    rid = run_id(cfg_dict); write_row(results_dir, row); rows = read_rows(results_dir)
+    from bench.results.rows import ResultRow, write_row, read_rows
+    write_row(results_dir, row); rows = read_rows(results_dir)
 
 `ResultRow` is the one definition of a row: the writer (`bench.run`), the report and W&B all use it. Rows
 written by older versions load too (`ResultRow.from_dict`): their flat `sketch_*`/`sampler_*` fields become
@@ -17,99 +11,22 @@ written by older versions load too (`ResultRow.from_dict`): their flat `sketch_*
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Optional
+from typing import Any, Iterable, Optional
 
-from .metrics import METRICS
-from .registry import SAMPLERS
+from ..train.metrics import METRICS
+from .files import atomic_write_text
 
-__all__ = ["ResultRow", "identity", "run_id", "group_id", "experiment_id", "write_row", "read_rows", "row_path",
-           "atomic_write", "atomic_write_text", "IGNORED_KEYS"]
-
-# Config keys (dotted for nested ones) that say where things are or go, not what is computed: left out of
-# the run identity, so a sweep re-run with another data cache ($NWS_DATA, $HOME) or results folder finds its rows.
-IGNORED_KEYS = ("paths", "logger", "hydra", "progress", "resume", "memory_budget_gb", "dataset.root")
-
-
-def _without(cfg: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
-    kept = dict(cfg)
-    for key in keys:
-        head, _, rest = key.partition(".")
-        if rest and isinstance(kept.get(head), dict):
-            kept[head] = _without(kept[head], [rest])
-        elif not rest:
-            kept.pop(head, None)
-    return kept
-
-
-def sampler_groups() -> tuple[str, ...]:
-    """The config groups some sampler reads besides its own (`sketch`): part of a run's identity only when its
-    sampler reads them."""
-    return tuple(sorted({g for entry in SAMPLERS.values() for g in entry.reads}))
-
-
-def identity(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Return the resolved config `cfg` without output locations and without the groups its sampler does not read."""
-    kept = _without(cfg, IGNORED_KEYS)
-    sampler = kept.get("sampler")
-    entry = SAMPLERS.get(sampler.get("name")) if isinstance(sampler, dict) else None
-    return _without(kept, [g for g in sampler_groups() if entry is not None and g not in entry.reads])
-
-
-def _digest(cfg: dict[str, Any]) -> str:
-    text = json.dumps(cfg, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha1(text.encode()).hexdigest()[:12]
-
-
-def run_id(cfg: dict[str, Any]) -> str:
-    """Return the 12-hex identity of a run: sha1 of `identity(cfg)`."""
-    return _digest(identity(cfg))
-
-
-def group_id(cfg: dict[str, Any]) -> str:
-    """Return the identity of the run's configuration over seeds: `run_id` without the seed."""
-    return _digest(_without(identity(cfg), ["seed"]))
-
-
-def experiment_id(cfg: dict[str, Any]) -> str:
-    """Return the identity of the run's experiment: `group_id` without the sampler and the groups only samplers read."""
-    return _digest(_without(identity(cfg), ["seed", "sampler", *sampler_groups()]))
+__all__ = ["ResultRow", "write_row", "read_rows", "row_path"]
 
 
 def row_path(results_dir: str | Path, rid: str) -> Path:
     """Return where the row of run `rid` lives."""
     return Path(results_dir) / "runs" / f"{rid}.json"
-
-
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write a file so that readers see the old one or the whole new one, never a part.
-
-    `write(f)` fills a temp file `<stem>.<pid>.tmp` beside `path` (parallel writers never share one), which is
-    fsynced and renamed over `path`; on any failure the temp file is removed and the error propagates.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """`atomic_write` of a text file (UTF-8)."""
-    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def _jsonable(value: Any) -> Any:
@@ -124,9 +41,9 @@ def _jsonable(value: Any) -> Any:
 
 @dataclass
 class ResultRow:
-    """The result of one finished run. Times are fair-clock seconds (bench.train); None means "never" or "unknown"."""
+    """The result of one finished run. Times are fair-clock seconds (bench.train.loop); None means "never" or "unknown"."""
 
-    run_id: str  # identity of the run (see `identity`)
+    run_id: str  # identity of the run (`bench.results.identity.run_id`)
     dataset: str
     sampler: str  # registry name
     seed: int
@@ -138,7 +55,7 @@ class ResultRow:
     task: Optional[str] = None  # binary, multiclass or regression
     sampler_options: dict = field(default_factory=dict)  # the sampler's config options
     sketch: Optional[dict] = None  # the sketch group, for samplers that read it (else None)
-    target_metric: Optional[str] = None  # accuracy, auc, logloss or mse (bench.metrics.METRICS)
+    target_metric: Optional[str] = None  # accuracy, auc, logloss or mse (bench.train.metrics.METRICS)
     target: Optional[float] = None  # the hand-set time-to-target threshold (trainer.target)
     reached_target: Optional[bool] = None
     time_to_target_s: Optional[float] = None  # setup + clock at the first evaluation reaching the target
@@ -148,7 +65,7 @@ class ResultRow:
     final_loss: Optional[float] = None  # test loss at the last evaluation
     train_time_s: Optional[float] = None  # the fair clock, setup included
     eval_time_s: Optional[float] = None  # evaluation (excluded from the clock)
-    probe_time_s: Optional[float] = None  # the proxy-quality probe at evaluations (excluded; bench.probe)
+    probe_time_s: Optional[float] = None  # the proxy-quality probe at evaluations (excluded; bench.train.probe)
     sampler_time_s: Optional[float] = None  # the sampler's share of the clock (draw, weights, feedback)
     setup_time_s: Optional[float] = None  # one-off sampler setup (hashing, proxy run), charged to the clock
     sampler_overhead: Optional[float] = None  # (sampler + setup) / clock
@@ -229,7 +146,7 @@ def read_rows(paths: str | Path | Iterable[str | Path]) -> list[ResultRow]:
     """Return the rows under one or more directories (searched recursively for `runs/*.json`) or files.
 
     A file that is not a readable row (truncated, not JSON, another program's JSON) is skipped with one warning
-    naming it (logger `bench.results`); the other rows are returned."""
+    naming it (logger `bench.results.rows`); the other rows are returned."""
     roots = [paths] if isinstance(paths, (str, Path)) else list(paths)
     rows: dict[str, ResultRow] = {}
     for root in roots:
@@ -240,7 +157,7 @@ def read_rows(paths: str | Path | Iterable[str | Path]) -> list[ResultRow]:
                 row = ResultRow.from_dict(json.loads(f.read_text()))
             except (OSError, ValueError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
                 why = " ".join(str(exc).split())[:160]
-                logging.getLogger("bench.results").warning(f"skipping {f}: not a readable result row ({why})")
+                logging.getLogger("bench.results.rows").warning(f"skipping {f}: not a readable result row ({why})")
                 continue
             rows[row.run_id] = row  # the same run found twice (copies) counts once
     return list(rows.values())

@@ -20,17 +20,18 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from . import data as datasets
-from .checkpoint import CheckpointError, load_checkpoint
-from .config import TABLE_METRICS, ConfigError, is_table, table_options
-from .distributed import DistEnv, init_distributed
-from .inputs import RunContext, config_error, reads, sampler_options
+from .. import data as datasets
+from ..config.errors import ConfigError, config_error
+from ..config.schemas import TABLE_METRICS, is_table, table_options
+from ..train.checkpoint import CheckpointError, load_checkpoint
+from ..train.distributed import DistEnv, init_distributed
+from ..train.loop import TrainSpec, TrainState
+from .inputs import RunContext, reads, sampler_options
 from .inputs import build_sampler as _build_from_inputs
-from .train import TrainSpec, TrainState
 
 LABEL_NOISE_SEED = 0  # dataset.label_noise's noisy items and labels: one draw per dataset config, not per run seed
 
-log = logging.getLogger("bench.build")
+log = logging.getLogger("bench.build.parts")
 
 __all__ = ["layout", "load_data", "resolved_config", "build", "schedule", "build_sampler", "train_spec",
            "steps_per_epoch", "restore"]
@@ -47,7 +48,7 @@ def layout(cfg: DictConfig) -> DistEnv:
 def load_data(cfg: DictConfig, device: torch.device) -> Any:
     """Load (preparing on first use) the configured dataset, take the configured subset, corrupt the configured
     fraction of its training labels (`dataset.label_noise`), move it to `device`."""
-    table = is_table(cfg.dataset)  # dataset=table: the loader's options are the dataset keys (bench.config)
+    table = is_table(cfg.dataset)  # dataset=table: the loader's options are the dataset keys (bench.config.schemas)
     if not table and cfg.dataset.name not in datasets.DATASETS:
         raise ConfigError(f"<dataset.name={cfg.dataset.name!r}> is not allowed: one of {', '.join(datasets.DATASETS)}")
     options = table_options(cfg.dataset) if table else OmegaConf.to_container(cfg.dataset.options, resolve=True)
@@ -129,7 +130,7 @@ def _linear_decay(step: int, total_steps: int) -> float:
 
 
 def build_sampler(cfg: DictConfig, ctx: RunContext) -> tuple[Any, float]:
-    """Return (sampler, setup seconds) for `cfg.sampler` from its class and its inputs (bench.inputs); the sampler's (or the sketch's)
+    """Return (sampler, setup seconds) for `cfg.sampler` from its class and its inputs (bench.build.inputs); the sampler's (or the sketch's)
     one-line errors are reported against the config key that fed them."""
     options = sampler_options(OmegaConf.to_container(cfg.sampler, resolve=True))
     read = reads(cfg.sampler.name)

@@ -1,6 +1,6 @@
 """Where a number came from: the git commit and the device, recorded beside every result and benchmark.
 
-    from bench.provenance import git_commit, device_name
+    from bench.results.provenance import git_commit, device_name
     git_commit()            # '4da1575a1b2c' or '4da1575a1b2c+dirty'; $NWS_GIT_COMMIT wins (Docker images have no .git)
     device_name(device)     # 'NVIDIA H200' or the CPU model
 """
@@ -15,7 +15,7 @@ import torch
 
 __all__ = ["git_commit", "device_name"]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def git_commit() -> str:

@@ -5,49 +5,54 @@
 
 Exit status (what a scheduler or a wrapper script can act on):
 - 0: every job finished (or had finished before: its row is kept and it is skipped);
-- 2: bad input, as ONE line on stderr before any data is loaded or any job starts (`bench.preflight`: every job
+- 2: bad input, as ONE line on stderr before any data is loaded or any job starts (`bench.config.preflight`: every job
   of a sweep composed and validated, folders writable, the sketch within the memory budget), or, for what only
   the data can tell (a batch larger than the dataset, AUC on a one-class test split), before that job trains;
-- 75 (EX_TEMPFAIL): another live process runs this job now (`bench.lock`); in a sweep the job is left to it and
+- 75 (EX_TEMPFAIL): another live process runs this job now (`bench.train.lock`); in a sweep the job is left to it and
   the others run, and the status is 75 at the end: run the command again later to collect everything;
 - 128 + the signal's number, 143 for SIGTERM (SLURM preemption, `kill`, `docker stop`) and 130 for SIGINT (Ctrl-C):
   stopped after a whole step with a checkpoint, W&B finished marked preempted, the rest of a sweep not started
-  (`bench.checkpoint`); the same command resumes. Under torchrun every rank stops after the same step;
+  (`bench.train.checkpoint`); the same command resumes. Under torchrun every rank stops after the same step;
 - 1: anything else (a crash, with its traceback).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
 import sys
-from typing import NoReturn, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from .checkpoint import STOP, Preempted, agreed_signal, exit_status
-from .config import ConfigError, register_configs, validate
-from .distributed import cleanup
-from .lock import EXIT_LOCKED, RunLocked
+from ..train.checkpoint import STOP, Preempted, agreed_signal, exit_status
+from .schemas import register_configs, validate
+from .errors import ConfigError
+from ..train.distributed import cleanup
+from ..train.lock import EXIT_LOCKED, RunLocked
+from .plugins import expand_all_samplers, load_plugins, plugin_modules
 from .preflight import CONF_DIR, check_command_line, preflight
 
-__all__ = ["cli", "main", "check_command_line", "CONF_DIR"]
+__all__ = ["cli", "job", "check_command_line", "CONF_DIR"]
 
-log = logging.getLogger("bench.cli")
+log = logging.getLogger("bench.config.cli")
 
 register_configs()
 
 _LEFT: list[str] = []  # jobs of this sweep left to the live processes that hold their locks
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def main(cfg: DictConfig) -> Optional[float]:
-    """Hydra entry: validate, run, print the table; return the final target metric (for sweepers)."""
-    from .run import run
-
+def job(run: Callable[[DictConfig], Any], cfg: DictConfig) -> Optional[float]:
+    """One job (Hydra's task function, with `run` bound): import the job's plugins (a launcher's worker process has
+    not), validate, run, print the table; return the final target metric (for sweepers)."""
+    try:
+        load_plugins(cfg.get("plugins") or [])
+    except ConfigError as exc:
+        _fail(exc)
     signum = agreed_signal()
     if signum:  # the signal came between two jobs of a sweep: start no more
         _stopped(f"{signal.Signals(signum).name} before {_job()} started", signum)
@@ -98,17 +103,22 @@ def _fail(exc: ConfigError) -> NoReturn:
     sys.exit(2)
 
 
-def cli() -> None:
-    """`python -m bench.run ...`: offline defaults for the Hugging Face libraries, SIGTERM/SIGINT as a request to stop
-    after a checkpoint, the preflight (one line and exit status 2 on a problem), then Hydra."""
+def cli(run: Callable[[DictConfig], Any]) -> None:
+    """`python -m bench.run ...` with `run(cfg) -> ResultRow` as each job: offline defaults for the Hugging Face
+    libraries, SIGTERM/SIGINT as a request to stop after a checkpoint, the user's plugins imported and
+    `sampler=all` expanded, the preflight (one line and exit status 2 on a problem), then Hydra."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # read when `datasets` is first imported (lazily, in bench.data)
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     STOP.install()
     try:
+        load_plugins(plugin_modules(sys.argv[1:]))
+        register_configs()  # again: the plugins' samplers get their config schemas
+        sys.argv[1:] = expand_all_samplers(sys.argv[1:])
         preflight(sys.argv[1:])
     except ConfigError as exc:
         _fail(exc)
-    main()
+    task = functools.update_wrapper(functools.partial(job, run), job)  # Hydra finds this module through __wrapped__
+    hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(task)()
     cleanup()  # the process group lives for the whole process (all jobs of a sweep); not on errors (see cleanup)
     if _LEFT:
         _say(f"error: {len(_LEFT)} job(s) of this sweep were left to the processes running them ({', '.join(_LEFT)}); "

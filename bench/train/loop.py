@@ -38,13 +38,13 @@ __all__ = ["TrainSpec", "TrainState", "train", "eval_steps", "weighted_loss"]
 @dataclass
 class TrainSpec:
     """The numbers the loop needs. No defaults here: the harness fills every field from `cfg.trainer`, whose
-    schema (bench.config.TrainerConfig) owns the defaults."""
+    schema (bench.config.schemas.TrainerConfig) owns the defaults."""
 
     task: str  # binary, multiclass or regression
     epochs: int  # budget in epochs
     steps_per_epoch: int  # fixed for every sampler
     evals_per_epoch: int  # evaluations per epoch (plus one before training)
-    target_metric: str  # metric that decides time-to-target (bench.metrics.METRICS)
+    target_metric: str  # metric that decides time-to-target (bench.train.metrics.METRICS)
     target: Optional[float]  # threshold of the target metric (None: no hand-set target)
     max_time_s: Optional[float]  # fair-clock budget (None: epochs only)
     eval_batch_size: int  # evaluation batch
@@ -181,10 +181,10 @@ def train(
     Data parallel: `model` may be a DistributedDataParallel (warm-up and evaluation use its `.module`, without
     collectives) and `feedback(idx, losses)` replaces `sampler.update` (e.g. `sketch.distributed.distributed_update`).
     `probe()` -> dict, when given, runs after each evaluation (outside the clock, timed in `probe_s`) and its
-    numbers join the evaluation's point (bench.probe).
+    numbers join the evaluation's point (bench.train.probe).
     `on_epoch(epoch)`, when given, runs before each epoch starts (not when resuming mid-epoch) and is charged to the
-    clock as sampler time (bench.features.ModelRekey re-hashes the model's features there).
-    `stop(state)` runs at the end of every whole step; it raises to stop there (preemption: bench.checkpoint.stop_point).
+    clock as sampler time (bench.build.features.ModelRekey re-hashes the model's features there).
+    `stop(state)` runs at the end of every whole step; it raises to stop there (preemption: bench.train.checkpoint.stop_point).
     """
     state = state or TrainState()
     net = getattr(model, "module", model)  # the bare model: evaluation and warm-up run no collectives

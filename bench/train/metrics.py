@@ -1,7 +1,7 @@
 """Per-sample losses, evaluation metrics for the three tasks (binary, multiclass, regression), and the one
 table of metrics: which direction is better, how each is displayed, which tasks it applies to.
 
-    from bench.metrics import METRICS, per_sample_loss, evaluate, reaches
+    from bench.train.metrics import METRICS, per_sample_loss, evaluate, reaches
     loss = per_sample_loss(logits, y, task)             # [b], reduction="none"
     scores = evaluate(model, x_num, x_cat, y, task)      # {"accuracy": .., "auc": .., "logloss": .., "loss": ..}
     METRICS["auc"].higher_is_better; reaches("auc", 0.73, 0.72)

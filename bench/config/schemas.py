@@ -7,7 +7,7 @@ Hydra composes the config
 a target outside [0, 1], a batch larger than the dataset, ...) and raise `ConfigError` with one line naming
 the key, the value and what is allowed. `bench.run` prints that line and exits with status 2 before training.
 
-    from bench.config import register_configs, validate
+    from bench.config.schemas import register_configs, validate
     register_configs()   # done by bench.run at import
 """
 from __future__ import annotations
@@ -20,16 +20,16 @@ from typing import Any, Optional, Sequence
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from .data import TensorData
-from .metrics import METRICS, metrics_for
-from .models import MODELS
 from sketch.samplers import SAMPLERS
 
-from .inputs import check_sampler_options, config_error, reads, sampler_options, sampler_schema
-from .schema import parameter, schema_from_signature
+from ..build.models import MODELS
+from ..data import TensorData
+from ..train.metrics import METRICS, metrics_for
+from ..build.inputs import check_sampler_options, reads, sampler_options, sampler_schema
+from .derive import parameter, schema_from_signature
+from .errors import ConfigError, not_allowed, reported_as
 
-__all__ = ["ConfigError", "RunConfig", "TOP_LEVEL", "register_configs", "validate", "validate_against_data",
-           "composition_error", "FAMILIES"]
+__all__ = ["RunConfig", "TOP_LEVEL", "register_configs", "validate", "validate_against_data", "FAMILIES"]
 
 FAMILIES = ("srp", "pstable")
 KEY_INPUTS = ("raw", "projection", "model")
@@ -37,10 +37,6 @@ KEY_NORMALIZE = ("center", "standardize", "none")  # sketch.feature_keys modes
 DEVICES = ("auto", "cpu", "cuda")
 SCHEDULES = ("constant", "cosine", "onecycle", "linear")
 WANDB_MODES = ("online", "offline", "disabled")
-
-
-class ConfigError(ValueError):
-    """A config value out of range: the message is one line naming the key, the value and what is allowed."""
 
 
 @dataclass
@@ -91,13 +87,13 @@ def table_options(dataset: DictConfig) -> dict[str, Any]:
 
 @dataclass
 class ModelConfig:
-    _target_: str = MISSING  # a model class in bench.models taking input_shape, cardinalities, num_outputs
+    _target_: str = MISSING  # a model class in bench.build.models taking input_shape, cardinalities, num_outputs
 
 
 def _model_schema(cls: type) -> type:
-    """The schema of a bench.models class: its `_target_` and its `option_checks` with the constructor's defaults."""
+    """The schema of a bench.build.models class: its `_target_` and its `option_checks` with the constructor's defaults."""
     params = {name: parameter(cls, name) for name in cls.option_checks}
-    return schema_from_signature(f"{cls.__name__}Config", params, ModelConfig, fixed={"_target_": f"bench.models.{cls.__name__}"})
+    return schema_from_signature(f"{cls.__name__}Config", params, ModelConfig, fixed={"_target_": f"bench.build.models.{cls.__name__}"})
 
 
 MODEL_SCHEMAS = {name: _model_schema(cls) for name, cls in MODELS.items()}
@@ -128,7 +124,7 @@ class SketchConfig:
 
 @dataclass
 class SamplerConfig:
-    """Base of the sampler schemas, which `bench.inputs.sampler_schema` derives from each sampler's constructor
+    """Base of the sampler schemas, which `bench.build.inputs.sampler_schema` derives from each sampler's constructor
     (its options, defaults and types) and setup function: `python -m bench.run sampler=NAME --cfg job` shows them."""
 
     name: str = MISSING  # the registry name (sketch.samplers.SAMPLERS), set by the schema of each sampler
@@ -197,37 +193,37 @@ class RunConfig:
     device: str = "auto"  # auto (cuda when available), cpu or cuda
     resume: bool = True  # skip a finished run; continue a killed or preempted one from its checkpoint
     progress: bool = True  # show progress bars
-    memory_budget_gb: Optional[float] = None  # GiB a run's sketch and slots may take (null: half the available memory; bench.preflight)
+    memory_budget_gb: Optional[float] = None  # GiB a run's sketch and slots may take (null: half the available memory; bench.config.preflight)
+    plugins: list = field(default_factory=list)  # your modules that register samplers, imported first (command line only: plugins=[my_samplers])
 
 
 TOP_LEVEL = tuple(f.name for f in dataclasses.fields(RunConfig))
 
 
 def register_configs() -> None:
-    """Store the schemas so that conf/*.yaml files can extend them (`defaults: [base_<group>]`)."""
+    """Store the schemas so that conf/*.yaml files can extend them (`defaults: [base_<group>]`), and each registered
+    sampler as the option `sampler=<name>` (its options and defaults from its constructor: `--cfg job` shows them)."""
     cs = ConfigStore.instance()
     cs.store(group="dataset", name="base_dataset", node=DatasetConfig)
     cs.store(group="dataset", name="base_table", node=TableDatasetConfig)
     for name, schema in MODEL_SCHEMAS.items():
         cs.store(group="model", name=f"base_{name}", node=schema)
     cs.store(group="sketch", name="base_sketch", node=SketchConfig)
-    for name in SAMPLERS:
-        cs.store(group="sampler", name=f"base_{name}", node=sampler_schema(name, SamplerConfig))
+    for name in SAMPLERS:  # `sampler=<name>`: every registered sampler, a plugin's too (no YAML file needed)
+        cs.store(group="sampler", name=name, node=sampler_schema(name, SamplerConfig))
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
     cs.store(group="logger", name="base_logger", node=LoggerConfig)
     cs.store(group="paths", name="base_paths", node=PathsConfig)
     cs.store(name="base_config", node=RunConfig)
+    if not OmegaConf.has_resolver("samplers"):  # `${samplers:}`: every registered sampler, for a sweep file's axis
+        OmegaConf.register_new_resolver("samplers", lambda: ",".join(SAMPLERS))
 
 
 # -- semantic checks ---------------------------------------------------------------------------------
-def _fail(key: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"<{key}={value!r}> is not allowed: {allowed}")
-
-
 def _int_at_least(cfg: DictConfig, key: str, low: int) -> None:
     v = _get(cfg, key)
     if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        _fail(key, v, f"an integer >= {low}")
+        not_allowed(key, v, f"an integer >= {low}")
 
 
 def _positive(cfg: DictConfig, key: str, allow_none: bool = False) -> None:
@@ -235,13 +231,13 @@ def _positive(cfg: DictConfig, key: str, allow_none: bool = False) -> None:
     if v is None and allow_none:
         return
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-        _fail(key, v, "a finite number > 0" + (" or null" if allow_none else ""))
+        not_allowed(key, v, "a finite number > 0" + (" or null" if allow_none else ""))
 
 
 def _one_of(cfg: DictConfig, key: str, allowed: tuple[str, ...] | dict) -> None:
     v = _get(cfg, key)
     if v not in allowed:
-        _fail(key, v, "one of " + ", ".join(allowed))
+        not_allowed(key, v, "one of " + ", ".join(allowed))
 
 
 def _get(cfg: DictConfig, key: str) -> Any:
@@ -262,7 +258,7 @@ def _known_keys(node: DictConfig, prefix: str) -> None:
     fields = [f.name for f in dataclasses.fields(schema)]
     for key in node.keys():
         if key not in fields:
-            _fail(f"{prefix}{key}", OmegaConf.select(node, str(key), throw_on_resolution_failure=False),
+            not_allowed(f"{prefix}{key}", OmegaConf.select(node, str(key), throw_on_resolution_failure=False),
                   f"{prefix.rstrip('.')} has no such key; its keys: {', '.join(f for f in fields if not f.startswith('_'))}")
         if OmegaConf.is_missing(node, key) or OmegaConf.is_interpolation(node, key):
             continue
@@ -271,51 +267,49 @@ def _known_keys(node: DictConfig, prefix: str) -> None:
 
 
 def _validate_model(cfg: DictConfig) -> None:
-    """A bench.models class's hyperparameters, checked by its own constructor checks (other targets check theirs
+    """A bench.build.models class's hyperparameters, checked by its own constructor checks (other targets check theirs
     when built)."""
-    cls = next((c for c in MODELS.values() if cfg.model._target_ == f"bench.models.{c.__name__}"), None)
+    cls = next((c for c in MODELS.values() if cfg.model._target_ == f"bench.build.models.{c.__name__}"), None)
     if cls is None:
         return
     options = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if not k.startswith("_")}
-    try:
+    with reported_as("model", options, fallback=f"model={cls.__name__}"):
         cls.check_options(**options)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(config_error(exc, "model", options) or f"<model={cls.__name__}> is not allowed: {exc}") from None
 
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first config key unknown to its schema or value out of its allowed range."""
     for key in cfg.keys():  # added with `+` (Hydra lets that through a schema)
         if key not in TOP_LEVEL and key != "hydra":
-            _fail(str(key), OmegaConf.select(cfg, str(key), throw_on_resolution_failure=False),
+            not_allowed(str(key), OmegaConf.select(cfg, str(key), throw_on_resolution_failure=False),
                   f"the config has no such key; its keys: {', '.join(TOP_LEVEL)}")
     for group in ("dataset", "model", "sampler", "sketch", "trainer", "logger", "paths"):
         if group in cfg:
             _known_keys(cfg[group], f"{group}.")
     for key in ("resume", "progress"):
         if not isinstance(cfg.get(key, True), bool):
-            _fail(key, cfg[key], "true or false")
+            not_allowed(key, cfg[key], "true or false")
     if "memory_budget_gb" in cfg:
         _positive(cfg, "memory_budget_gb", allow_none=True)
     _one_of(cfg, "device", DEVICES)
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
-        _fail("seed", cfg.seed, "an integer >= 0")
+        not_allowed("seed", cfg.seed, "an integer >= 0")
     _one_of(cfg, "sampler.name", tuple(SAMPLERS))
     _one_of(cfg, "sketch.family", FAMILIES)
     for key in ("sketch.depth", "sketch.width", "sketch.bits", "sketch.key.proj_dim", "sketch.key.embed_dim",
                 "sketch.key.rehash_every"):
         _int_at_least(cfg, key, 1)
     if cfg.sketch.family == "srp" and cfg.sketch.bits > 62:
-        _fail("sketch.bits", cfg.sketch.bits, "an integer in [1, 62] for srp")
+        not_allowed("sketch.bits", cfg.sketch.bits, "an integer in [1, 62] for srp")
     _positive(cfg, "sketch.bandwidth")
     d = cfg.sketch.decay
     if isinstance(d, bool) or not isinstance(d, (int, float)) or not (0 < d <= 1):
-        _fail("sketch.decay", d, "a number in (0, 1]")
+        not_allowed("sketch.decay", d, "a number in (0, 1]")
     _one_of(cfg, "sketch.key.input", KEY_INPUTS)
     _one_of(cfg, "sketch.key.normalize", KEY_NORMALIZE)
     cls = SAMPLERS[cfg.sampler.name]
     if cfg.sketch.key.input == "model" and "sketch" in reads(cfg.sampler.name) and not hasattr(cls, "rekey"):
-        _fail("sketch.key.input", "model", f"raw or projection for sampler={cfg.sampler.name} (it cannot re-hash "
+        not_allowed("sketch.key.input", "model", f"raw or projection for sampler={cfg.sampler.name} (it cannot re-hash "
               f"the model's features as they change)")
     _int_at_least(cfg, "trainer.batch_size", 1)
     _int_at_least(cfg, "trainer.epochs", 1)
@@ -330,10 +324,10 @@ def validate(cfg: DictConfig) -> None:
         _int_at_least(cfg, "trainer.threads", 1)
     cp = cfg.trainer.checkpoint_every_s
     if isinstance(cp, bool) or not isinstance(cp, (int, float)) or not math.isfinite(cp) or cp < 0:
-        _fail("trainer.checkpoint_every_s", cp, "a number >= 0 (0: never)")
+        not_allowed("trainer.checkpoint_every_s", cp, "a number >= 0 (0: never)")
     _one_of(cfg, "trainer.schedule", SCHEDULES)
     table = is_table(cfg.dataset)
-    _one_of(cfg, "trainer.target_metric", (*METRICS, "auto") if table else METRICS)  # a table's auto: bench.build
+    _one_of(cfg, "trainer.target_metric", (*METRICS, "auto") if table else METRICS)  # a table's auto: bench.build.parts
     if cfg.trainer.target_metric in METRICS:
         _validate_target(cfg.trainer.target, METRICS[cfg.trainer.target_metric])
     if table:
@@ -341,10 +335,8 @@ def validate(cfg: DictConfig) -> None:
     for key in ("dataset.train_size", "dataset.test_size"):
         if _get(cfg, key) is not None:
             _int_at_least(cfg, key, 1)
-    try:  # the range's owner is TensorData.with_label_noise
+    with reported_as("dataset", {}, fallback=f"dataset.label_noise={cfg.dataset.label_noise!r}"):  # its owner's check
         TensorData.check_label_noise(cfg.dataset.label_noise)
-    except ValueError as exc:
-        raise ConfigError(f"<dataset.label_noise={cfg.dataset.label_noise!r}> is not allowed: {exc}") from None
     _one_of(cfg, "logger.wandb.mode", WANDB_MODES)
     _positive(cfg, "logger.wandb.init_timeout_s")
     _validate_model(cfg)
@@ -355,18 +347,18 @@ def _validate_target(t: Any, metric: Any) -> None:
     if t is None:
         return
     if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
-        _fail("trainer.target", t, "a finite number or null")
+        not_allowed("trainer.target", t, "a finite number or null")
     if metric.bounded and not (0 <= t <= 1):
-        _fail("trainer.target", t, f"a number in [0, 1] for {metric.name}")
+        not_allowed("trainer.target", t, f"a number in [0, 1] for {metric.name}")
     if not metric.bounded and t < 0:
-        _fail("trainer.target", t, f"a number >= 0 for {metric.name}")
+        not_allowed("trainer.target", t, f"a number >= 0 for {metric.name}")
 
 
 def _validate_table(cfg: DictConfig) -> None:
     """A table's options, checked by the table loader's own checks (bench.data.check_table_options). A missing
-    path or label is reported where the table is read (bench.build.resolved_config), so `dataset=table` alone
+    path or label is reported where the table is read (bench.build.parts.resolved_config), so `dataset=table` alone
     composes and validates like every group option."""
-    from .data import TableError, check_table_options
+    from ..data import TableError, check_table_options
 
     options = table_options(cfg.dataset)
     try:
@@ -380,75 +372,25 @@ def _validate_table(cfg: DictConfig) -> None:
 def _validate_sampler(cfg: DictConfig) -> None:
     """The sampler's options, checked by the sampler's own constructor checks (one owner per allowed range)."""
     options = sampler_options(OmegaConf.to_container(cfg.sampler, resolve=True))
-    try:
+    with reported_as("sampler", options, fallback=f"sampler={cfg.sampler.name}"):
         check_sampler_options(cfg.sampler.name, options)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(config_error(exc, "sampler", options) or f"<sampler={cfg.sampler.name}> is not allowed: {exc}") from None
 
 
 def validate_against_data(cfg: DictConfig, num_train: int, task: str, y_test: Any = None) -> None:
     """Checks that need the dataset: batch size vs rows, metric vs task (the sampler checks its own sizes when built),
     and, given the test labels, that the target metric can be computed on the test split (AUC needs both classes)."""
     if cfg.trainer.batch_size > num_train:
-        _fail("trainer.batch_size", cfg.trainer.batch_size, f"an integer in [1, {num_train}] (the training rows)")
+        not_allowed("trainer.batch_size", cfg.trainer.batch_size, f"an integer in [1, {num_train}] (the training rows)")
     allowed = metrics_for(task)
     if cfg.trainer.target_metric not in allowed:
-        _fail("trainer.target_metric", cfg.trainer.target_metric, f"one of {', '.join(allowed)} for a {task} dataset")
+        not_allowed("trainer.target_metric", cfg.trainer.target_metric, f"one of {', '.join(allowed)} for a {task} dataset")
     _validate_target(cfg.trainer.target, METRICS[cfg.trainer.target_metric])  # again: a table's metric was auto
     if task == "regression" and cfg.sketch.key.label_buckets and "sketch" in reads(cfg.sampler.name):
-        _fail("sketch.key.label_buckets", True, "false for a regression dataset (it needs class labels)")
+        not_allowed("sketch.key.label_buckets", True, "false for a regression dataset (it needs class labels)")
     if cfg.trainer.target_metric == "auc" and y_test is not None:
         positive = int((y_test > 0.5).sum())
         negative = int(y_test.numel()) - positive
         if not (positive and negative):
             others = ", ".join(m for m in allowed if m != "auc")
-            _fail("trainer.target_metric", "auc", f"AUC needs both classes in the test split, which has {positive} "
+            not_allowed("trainer.target_metric", "auc", f"AUC needs both classes in the test split, which has {positive} "
                   f"positive and {negative} negative rows; use {others}, or a test split with both classes")
-
-
-# -- Hydra's composition errors, in one line ----------------------------------------------------------------
-def _one_line(text: str) -> str:
-    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
-
-
-def _override_for(key: str, overrides: Sequence[str]) -> str:
-    """Return the last command-line override that sets `key` (`key=value`), or `key` when none does."""
-    for o in reversed(overrides):
-        name, _, _ = o.partition("=")
-        if name.lstrip("+~") == key:
-            return o.lstrip("+~")
-    return key
-
-
-def composition_error(exc: BaseException, overrides: Sequence[str]) -> str:
-    """Return one line for an exception Hydra raised while composing `overrides` (a misspelled key, a value of
-    the wrong type, an unknown group option, a syntax error): the override it concerns and what is allowed."""
-    missing = getattr(exc, "missing_cfg_file", None)
-    if missing and getattr(exc, "options", None):
-        group, _, option = missing.rpartition("/")
-        for o in overrides:  # an option with a slash in it (a file path) is not a subgroup
-            key, _, value = o.lstrip("+~").partition("=")
-            if missing == f"{key}/{value}":
-                group, option = key, value
-        choices = [o for o in exc.options if not o.startswith("base_")]  # type: ignore[attr-defined]
-        line = f"<{group}={option}> is not allowed: one of {', '.join(choices)} (conf/{group}/)"
-        if group == "dataset" and ("/" in option or "." in option):
-            line += f"; for a table of your own: dataset=table dataset.path={option} dataset.label=COLUMN"
-        return line
-    cause = exc.__cause__
-    key = getattr(cause, "full_key", None)
-    if key:
-        merging = "Error merging override "
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        override = first[len(merging):] if first.startswith(merging) else _override_for(key, overrides)
-        schema = getattr(cause, "object_type", None)
-        reason = str(cause).splitlines()[0]
-        if "is not a valid bool" in reason:  # OmegaConf would also take yes/no/on/off/1/0 (bench.preflight refuses those)
-            reason = "true or false"
-        if dataclasses.is_dataclass(schema) and reason.startswith("Key "):
-            parent = key.rpartition(".")[0] or "the config"
-            known = ", ".join(f.name for f in dataclasses.fields(schema) if not f.name.startswith("_"))
-            return f"<{override}> is not allowed: {parent} has no key {key.rpartition('.')[2]!r}; its keys: {known}"
-        hint = ("; a table's target column is dataset.label" if key == "dataset.target" and "convert" in reason else "")
-        return f"<{override}> is not allowed: {reason}{hint}"
-    return _one_line(exc) + (f" ({_one_line(cause)})" if cause is not None else "")

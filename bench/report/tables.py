@@ -1,11 +1,11 @@
-"""Summarize result rows into a markdown report, a CSV and plots, by the evaluation protocol (bench.protocol).
+"""Summarize result rows into a markdown report, a CSV and plots, by the evaluation protocol (bench.report.protocol).
 
     python -m bench.report results/                      # writes results/report.md, summary.csv, *.png
     python -m bench.report multirun/2024-06-01 results/ --out reports/today --baseline uniform
     python -m bench.report results/ --fidelity results/sketch_fidelity.json
 
 PATH is any directory under which `runs/*.json` rows lie (a results, run or multirun dir), read with
-`bench.results.read_rows`.
+`bench.results.rows.read_rows`.
 
 **Lines, never pooled.** One table line per configuration over seeds: rows are seeds of one line only when their
 whole configuration but the seed is identical (`group_id`); rows that differ in anything else (a learning rate, a
@@ -21,10 +21,10 @@ inf if never, with how many seeds reached it); the metric at uniform's median to
 the last evaluation at or before it, mean ± std over seeds); the final metric; the hand-set `trainer.target` as a
 secondary column. A target that uniform reaches inside its first epoch is flagged (†): every sampler ties there.
 Time-to-target cannot be finer than the evaluation interval, which the report states per experiment. The
-proxy-quality probe (`probe_vr`, `probe_spearman` in the curves, bench.probe) is shown when present.
+proxy-quality probe (`probe_vr`, `probe_spearman` in the curves, bench.train.probe) is shown when present.
 Device, torch version and git commit are printed above the table and kept in summary.csv.
 
-    from bench.report import summarize, markdown_table, write_report
+    from bench.report.tables import summarize, markdown_table, write_report
     df = summarize(read_rows("results")); print(markdown_table(df)); write_report(["results"], "out")
 """
 from __future__ import annotations
@@ -40,14 +40,12 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from bench.plots import (flagged, number, op_symbol, plot_curves, plot_fidelity, plot_probe, plot_sweep, plot_ttt,
-                         setting_text)
-from bench.protocol import (eval_interval_steps, first_reach, inside_first_epoch, last_value, loose_target, median,
-                            uniform_target, value_at)
-from bench.results import ResultRow, read_rows
+from bench.report.plots import flagged, number, op_symbol, plot_curves, plot_fidelity, plot_probe, plot_sweep, plot_ttt, setting_text
+from bench.report.protocol import eval_interval_steps, first_reach, inside_first_epoch, last_value, loose_target, median, uniform_target, value_at
+from bench.results.rows import ResultRow, read_rows
 
 __all__ = ["summarize", "experiments", "markdown_table", "write_report", "frame", "ReportError", "main"]
-# The plots are bench.plots'; the curve readings (T_u, first reach, value at a time) are bench.protocol's.
+# The plots are bench.report.plots'; the curve readings (T_u, first reach, value at a time) are bench.report.protocol's.
 
 NUMERIC = ("seed", "target", "time_to_target_s", "final_metric", "best_metric", "train_time_s",
            "sampler_time_s", "sampler_overhead", "steps", "steps_per_epoch", "evals_per_epoch")
@@ -510,7 +508,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         report, table = _build(a.paths, a.out, a.baseline, a.fidelity)
     except ReportError as e:
-        sys.exit(f"bench.report: error: {e}")
+        sys.exit(f"bench.report.tables: error: {e}")
     print(table)
     print(f"\nwrote {report} (+ summary.csv, experiments.csv, plots)", file=sys.stderr)
 

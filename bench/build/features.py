@@ -1,7 +1,7 @@
 """What the NWS sketch hashes: the hash key of every training item, its cached sketch slots, and the re-hash of
 the model's own features during training.
 
-The key of an item (`sketch.key`, bench.config.KeyConfig):
+The key of an item (`sketch.key`, bench.config.schemas.KeyConfig):
 - `input=raw`: its input, flattened, with categorical fields replaced by a fixed random embedding (as the paper's
   prototype hashed CTR data); `input=projection`: a fixed random projection of that; `input=model`: the model's
   penultimate features (`model.embed`), re-hashed every `rehash_every` epochs as the model learns;
@@ -28,9 +28,9 @@ import torch
 
 from sketch import NWSketch, feature_keys, make_hash
 from sketch.samplers import features_to_slots
-from .results import atomic_write
+from ..results.files import atomic_write
 
-log = logging.getLogger("bench.features")
+log = logging.getLogger("bench.build.features")
 
 __all__ = ["hash_keys", "label_groups", "build_sketch", "cached_slots", "sketch_and_slots", "ModelRekey"]
 

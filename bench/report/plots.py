@@ -1,10 +1,10 @@
 """The report's plots and the way it writes numbers: metric vs fair-clock time (mean over seeds, min-max band,
 markers at evaluations), time to each target, the proxy-quality probe, sketch sweeps and sketch fidelity.
 
-Each `plot_*` takes `bench.report`'s frames (one record per run from `frame`, one per line from `summarize`, one
+Each `plot_*` takes `bench.report.tables`'s frames (one record per run from `frame`, one per line from `summarize`, one
 per experiment from `experiments`), writes one PNG into `out` and returns its file name (None: nothing to draw).
 
-    from bench.plots import plot_curves, plot_ttt, plot_probe
+    from bench.report.plots import plot_curves, plot_ttt, plot_probe
     plot_curves(runs_of_experiment, experiment_record, Path("out"))
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: no global state, renders with Agg
 
-from .metrics import METRICS
+from ..train.metrics import METRICS
 
 __all__ = ["plot_curves", "plot_ttt", "plot_probe", "plot_sweep", "plot_fidelity", "mean_curve", "number",
            "setting_text", "op_symbol", "flagged"]

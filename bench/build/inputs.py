@@ -10,7 +10,7 @@ harness knows about a sampler is derived from that class and the providers of it
 - validation = the class's `check_options` plus the providers' checks, whose one-line errors `config_error`
   maps to the config key that fed them.
 
-    from bench.inputs import RunContext, build_sampler, reads
+    from bench.build.inputs import RunContext, build_sampler, reads
     sampler, setup_s = build_sampler("nws", options, RunContext(data=..., model=..., ...))
     reads("uniform")   # ()   reads("nws")   # ("sketch",)
 """
@@ -26,13 +26,13 @@ import torch
 from sketch._checks import Check, check_options, check_positive_int
 from sketch.samplers import SAMPLERS
 
-from .distributed import broadcast_tensor, main_first
-from .metrics import per_sample_loss, predict_logits
-from .schema import parameter, schema_from_signature
-from .timing import Stopwatch
+from ..train.distributed import broadcast_tensor, main_first
+from ..train.metrics import per_sample_loss, predict_logits
+from ..config.derive import parameter, schema_from_signature
+from ..train.timing import Stopwatch
 
 __all__ = ["RunContext", "Provider", "PROVIDERS", "provides", "reads", "sampler_options", "option_parameters",
-           "check_sampler_options", "sampler_schema", "build_sampler", "config_error"]
+           "check_sampler_options", "sampler_schema", "build_sampler"]
 
 
 @dataclass
@@ -49,7 +49,7 @@ class RunContext:
     cache_dir: Optional[str] = None  # where the NWS slots cache lives
     num_replicas: int = 1
     rank: int = 0
-    sketch: Any = None  # the `sketch` group as a plain object (bench.config.SketchConfig), for providers that read it
+    sketch: Any = None  # the `sketch` group as a plain object (bench.config.schemas.SketchConfig), for providers that read it
 
     @property
     def task(self) -> str:
@@ -138,16 +138,6 @@ def build_sampler(name: str, options: Mapping[str, Any], ctx: RunContext) -> tup
     common = dict(num_samples=ctx.data.num_train, batch_size=ctx.batch_size, steps_per_epoch=ctx.steps_per_epoch,
                   seed=ctx.seed, device=ctx.device, num_replicas=ctx.num_replicas, rank=ctx.rank)
     return cls(**common, **inputs, **{k: v for k, v in options.items() if k in cls.option_checks}), watch.seconds
-
-
-def config_error(exc: BaseException, group: str, options: Mapping[str, Any]) -> Optional[str]:
-    """Return `<group.key=value> is not allowed: ...` when a constructor's one-line error names one of `options`
-    (its message starts with the option's name), else None."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    first = text.split(" ", 1)[0]
-    if first in options:
-        return f"<{group}.{first}={options[first]!r}> is not allowed: {text}"
-    return None
 
 
 # -- the providers --------------------------------------------------------------------------------------------

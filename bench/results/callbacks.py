@@ -13,7 +13,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from .overrides import sweep_size
+from ..config.overrides import sweep_size
 
 log = logging.getLogger("bench.sweep")
 
