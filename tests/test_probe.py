@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bench.train.probe import Probe, probe_numbers, spearman
-from bench.registry import SAMPLERS
+from sketch.samplers import SAMPLERS
 from bench.run import run
 
 from test_run import tiny

@@ -17,7 +17,7 @@ from bench.config.schemas import validate
 from bench.config.errors import ConfigError
 from bench.data import synthetic
 from bench.report.protocol import first_reach, inside_first_epoch, loose_target, median, uniform_target, value_at
-from bench.registry import SAMPLERS
+from sketch.samplers import SAMPLERS
 from bench.results.identity import run_id
 
 from conftest import CONF, REPO

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.registry import SAMPLERS
+from sketch.samplers import SAMPLERS
 from bench.results.rows import read_rows
 from bench.run import run
 

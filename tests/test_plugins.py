@@ -1,0 +1,100 @@
+"""A sampler written outside the project (a temporary module) runs through the harness like ours: registered by
+its class decorator, imported with `plugins=[...]`, its typed option validated in one line, swept by
+`sampler=all`, written to a row and reported."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bench.config.errors import ConfigError
+from bench.config.plugins import expand_all_samplers, load_plugins, plugin_modules
+from bench.results.rows import read_rows
+from sketch.samplers import SAMPLERS, FeedbackSampler, register
+
+from conftest import REPO
+from test_run import tiny
+
+PLUGIN = textwrap.dedent('''
+    """A user's sampler: probability proportional to score_fn(pool)**power over a uniform pool."""
+    import torch
+    from sketch._checks import check_positive_float
+    from sketch.samplers import ProportionalSampler, register
+
+    @register("{name}", inputs=("score_fn",))
+    class PowerLossSampler(ProportionalSampler):
+        cost = "one forward pass over a pool of 2 batches"
+        option_checks = {{**ProportionalSampler.option_checks, "power": check_positive_float}}
+
+        def __init__(self, num_samples, batch_size, *, score_fn, power: float = 1.0, mix: float = 0.1, **common):
+            super().__init__(num_samples, batch_size, mix=mix, **common)
+            self.power = self.check_options(power=power)["power"]
+            self.score_fn = score_fn
+            self._configure_proposal(2 * self.global_batch_size, 1)
+
+        def _scores(self, candidates):
+            pool = torch.arange(self.num_samples, device=self.device) if candidates is None else candidates
+            with torch.no_grad():
+                return self.score_fn(pool).clamp_min(0) ** self.power
+''')
+
+
+@pytest.fixture
+def plugin_dir(tmp_path: Path) -> Path:
+    (tmp_path / "my_samplers.py").write_text(PLUGIN.format(name="power_loss"))
+    return tmp_path
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": os.pathsep.join([str(cwd), str(REPO)])}
+    return subprocess.run([sys.executable, "-m", "bench.run", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_a_plugin_sampler_runs_validates_sweeps_and_reports_like_ours(plugin_dir):
+    results = plugin_dir / "results"
+    base = [*tiny("power_loss")[1:], f"paths.results_dir={results}"]
+    bad = _run(["plugins=[my_samplers]", "sampler=power_loss", "sampler.power=-1", *base], plugin_dir)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: <sampler.power=-1.0> is not allowed: power must be a finite number > 0")
+    ok = _run(["-m", "plugins=[my_samplers]", "sampler=power_loss", "sampler.power=2", "seed=0,1", *base,
+               f"hydra.sweep.dir={plugin_dir / 'sweep'}"], plugin_dir)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    rows = read_rows(results)
+    assert sorted(r.seed for r in rows) == [0, 1] and {r.sampler for r in rows} == {"power_loss"}
+    assert rows[0].sampler_options == {"power": 2.0, "mix": 0.1} and rows[0].final_metric > 0.3
+    report = subprocess.run([sys.executable, "-m", "bench.report", str(results)], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert report.returncode == 0 and "power_loss" in report.stdout
+
+
+def test_plugins_are_parsed_from_the_command_line_and_a_missing_one_is_one_line(plugin_dir, monkeypatch):
+    assert plugin_modules(["sampler=x", "plugins=[a,pkg.b]"]) == ["a", "pkg.b"]
+    assert plugin_modules(["plugins=a"]) == ["a"] and plugin_modules(["seed=1"]) == []
+    with pytest.raises(ConfigError, match=r"^<plugins=\[no_such_module_here\]> is not allowed: cannot import"):
+        load_plugins(["no_such_module_here"])
+    with pytest.raises(ConfigError, match="module names"):
+        plugin_modules(["plugins=[1a]"])
+    monkeypatch.syspath_prepend(str(plugin_dir))
+    monkeypatch.delitem(SAMPLERS, "power_loss", raising=False)
+    assert load_plugins(["my_samplers"]) == ["power_loss"]
+    assert expand_all_samplers(["-m", "sampler=all"])[1] == "sampler=" + ",".join(SAMPLERS)
+    monkeypatch.delitem(SAMPLERS, "power_loss")
+    monkeypatch.delitem(sys.modules, "my_samplers")
+
+
+def test_register_refuses_a_taken_name_an_unknown_input_and_a_non_sampler():
+    with pytest.raises(ValueError, match="registered already"):
+        @register("uniform")
+        class Other(FeedbackSampler):
+            pass
+    with pytest.raises(ValueError, match="inputs must be names from"):
+        register("x", inputs=("model",))
+    with pytest.raises(TypeError, match="FeedbackSampler subclass"):
+        register("y")(dict)
+    with pytest.raises(ValueError, match="lower-case"):
+        register("All")
