@@ -1,4 +1,4 @@
-"""A sampler written outside the project (a temporary module) runs through the harness like ours: registered by
+"""A sampler written outside the project (the README's example, in a temporary module) runs through the harness like ours: registered by
 its class decorator, imported with `plugins=[...]`, its typed option validated in one line, swept by
 `sampler=all`, written to a row and reported."""
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
+import re
 from pathlib import Path
 
 import pytest
@@ -19,33 +19,15 @@ from sketch.samplers import SAMPLERS, FeedbackSampler, register
 from conftest import REPO
 from test_run import tiny
 
-PLUGIN = textwrap.dedent('''
-    """A user's sampler: probability proportional to score_fn(pool)**power over a uniform pool."""
-    import torch
-    from sketch._checks import check_positive_float
-    from sketch.samplers import ProportionalSampler, register
-
-    @register("{name}", inputs=("score_fn",))
-    class PowerLossSampler(ProportionalSampler):
-        cost = "one forward pass over a pool of 2 batches"
-        option_checks = {{**ProportionalSampler.option_checks, "power": check_positive_float}}
-
-        def __init__(self, num_samples, batch_size, *, score_fn, power: float = 1.0, mix: float = 0.1, **common):
-            super().__init__(num_samples, batch_size, mix=mix, **common)
-            self.power = self.check_options(power=power)["power"]
-            self.score_fn = score_fn
-            self._configure_proposal(2 * self.global_batch_size, 1)
-
-        def _scores(self, candidates):
-            pool = torch.arange(self.num_samples, device=self.device) if candidates is None else candidates
-            with torch.no_grad():
-                return self.score_fn(pool).clamp_min(0) ** self.power
-''')
+def readme_plugin() -> str:
+    """The README's example plugin module (so the README's recipe is what this test runs)."""
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    return next(b for b in blocks if '@register("power_loss"' in b)
 
 
 @pytest.fixture
 def plugin_dir(tmp_path: Path) -> Path:
-    (tmp_path / "my_samplers.py").write_text(PLUGIN.format(name="power_loss"))
+    (tmp_path / "my_samplers.py").write_text(readme_plugin())
     return tmp_path
 
 
