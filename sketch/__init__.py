@@ -11,10 +11,11 @@ Pure PyTorch (no Hydra, no W&B); runs on whatever device its inputs are on.
 from ._exact import GaussianKernel, nadaraya_watson
 from ._hashes import LSHFamily, PStableHash, SRPHash, make_hash
 from ._keys import feature_keys
+from ._shape import SHAPE_CHECKS, check_sketch_options, shape_defaults
 from ._sizing import suggest_bits, suggest_depth, suggest_width
 from ._sketch import NWSketch
 from . import samplers
 from .samplers import *  # noqa: F403  (the samplers, listed once in sketch.samplers.__all__)
 
 __all__ = ["LSHFamily", "SRPHash", "PStableHash", "make_hash", "NWSketch", "nadaraya_watson", "GaussianKernel",
-           "feature_keys", "suggest_bits", "suggest_depth", "suggest_width", *samplers.__all__]
+           "feature_keys", "SHAPE_CHECKS", "check_sketch_options", "shape_defaults", "suggest_bits", "suggest_depth", "suggest_width", *samplers.__all__]

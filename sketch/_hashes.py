@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from ._checks import check_positive_float, check_positive_int, check_same_device, check_tensor, renamed_keywords
+from ._shape import SRP_MAX_BITS
 
 __all__ = ["LSHFamily", "SRPHash", "PStableHash", "FAMILIES", "make_hash", "upgrade_config"]
 
@@ -153,8 +154,8 @@ class SRPHash(LSHFamily):
     @renamed_keywords(rows="depth")
     def __init__(self, dim: int, depth: int, bits: int, seed: int = 0, device: torch.device | str | None = None) -> None:
         super().__init__(dim, depth, bits, seed)
-        if self.bits > 62:
-            raise ValueError(f"bits must be <= 62 for SRPHash, got {bits}")
+        if self.bits > SRP_MAX_BITS:
+            raise ValueError(f"bits must be <= {SRP_MAX_BITS} for SRPHash, got {bits}")
         proj = torch.randn(dim, depth * bits, generator=self._generator())
         self.params = {"projection": proj.to(device) if device is not None else proj}
         self._powers = 2 ** torch.arange(self.bits, dtype=torch.int64)

@@ -27,13 +27,13 @@ CUDA = torch.cuda.is_available()
 # (overrides on top of the tiny nws run, what the error line must contain)
 BAD = [
     # ranges checked by bench.config.schemas.validate
-    (["sketch.width=-5"], "<sketch.width=-5> is not allowed: an integer >= 1"),
-    (["sketch.depth=0"], "<sketch.depth=0> is not allowed: an integer >= 1"),
-    (["sketch.bits=100"], "<sketch.bits=100> is not allowed: an integer in [1, 62] for srp"),
-    (["sketch.family=pstable", "sketch.bandwidth=0"], "<sketch.bandwidth=0.0> is not allowed: a finite number > 0"),
+    (["sketch.width=-5"], "<sketch.width=-5> is not allowed: width must be an integer >= 1, got -5"),
+    (["sketch.depth=0"], "<sketch.depth=0> is not allowed: depth must be an integer >= 1, got 0"),
+    (["sketch.bits=100"], "<sketch.bits=100> is not allowed: bits must be an integer in [1, 62] for family 'srp', got 100"),
+    (["sketch.family=pstable", "sketch.bandwidth=0"], "<sketch.bandwidth=0.0> is not allowed: bandwidth must be a finite number > 0"),
     (["sketch.bandwidth=-1.5"], "<sketch.bandwidth=-1.5> is not allowed"),
-    (["sketch.decay=0"], "<sketch.decay=0.0> is not allowed: a number in (0, 1]"),
-    (["sketch.decay=1.5"], "<sketch.decay=1.5> is not allowed: a number in (0, 1]"),
+    (["sketch.decay=0"], "<sketch.decay=0.0> is not allowed: decay must be a number in (0, 1]"),
+    (["sketch.decay=1.5"], "<sketch.decay=1.5> is not allowed: decay must be a number in (0, 1]"),
     (["sampler.mix=1.5"], "<sampler.mix=1.5> is not allowed: mix must be a number in [0, 1], got 1.5"),
     (["trainer.epochs=0"], "<trainer.epochs=0> is not allowed: an integer >= 1"),
     (["trainer.optimizer.lr=-0.1"], "<trainer.optimizer.lr=-0.1> is not allowed: a finite number > 0"),
@@ -123,7 +123,7 @@ CLI = [
     # a sweep whose second value is bad stops before its first job trains
     (["-m", "sketch.depth=2,abc"], "error: <sketch.depth=abc> is not allowed: Value 'abc' of type 'str' could not be converted to Integer"),
     # the preflight (bench.config.preflight): a sweep validated whole, strict booleans, a data folder that cannot be made
-    (["-m", "sketch.width=64,-1"], "error: <sketch.width=-1> is not allowed: an integer >= 1"),
+    (["-m", "sketch.width=64,-1"], "error: <sketch.width=-1> is not allowed: width must be an integer >= 1, got -1"),
     (["resume=no"], "error: <resume=no> is not allowed: true or false"),
     (["paths.data_dir={tmp}/a-file/data"], "error: <paths.data_dir={tmp}/a-file/data> is not allowed: a folder this "
                                            "process can write to; {tmp}/a-file/data cannot be created: {tmp}/a-file is a file"),

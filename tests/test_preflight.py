@@ -52,14 +52,14 @@ def _where(tmp_path: Path) -> list[str]:
 @pytest.mark.parametrize("widths", ["64,-1", "-1,64"])
 def test_a_sweep_with_a_bad_value_is_refused_whole_whichever_job_has_it(tmp_path, widths):
     msg = _refused(["-m", *tiny("nws"), f"sketch.width={widths}", *_where(tmp_path)])
-    assert msg == "<sketch.width=-1> is not allowed: an integer >= 1"
+    assert msg == "<sketch.width=-1> is not allowed: width must be an integer >= 1, got -1"
     assert not list(tmp_path.iterdir())  # nothing created: no results, no data, no sweep folder
 
 
 def test_every_bad_value_of_a_sweep_is_listed_in_one_line(tmp_path):
     msg = _refused(["-m", *tiny("nws"), "sketch.width=64,-1", "sampler.mix=0.5,2", "seed=0,1", *_where(tmp_path)])
     assert msg.startswith("2 bad values in this sweep of 8 jobs: ")
-    assert "<sketch.width=-1> is not allowed: an integer >= 1" in msg
+    assert "<sketch.width=-1> is not allowed: width must be an integer >= 1, got -1" in msg
     assert "<sampler.mix=2.0> is not allowed: mix must be a number in [0, 1], got 2.0" in msg
     assert msg.count("<sketch.width=-1>") == 1  # one line per bad value, however many jobs share it
 
@@ -207,8 +207,8 @@ def cli(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("extra,expected", [
-    (["-m", "sketch.width=64,-1"], "error: <sketch.width=-1> is not allowed: an integer >= 1"),
-    (["-m", "sketch.width=-1,64"], "error: <sketch.width=-1> is not allowed: an integer >= 1"),
+    (["-m", "sketch.width=64,-1"], "error: <sketch.width=-1> is not allowed: width must be an integer >= 1, got -1"),
+    (["-m", "sketch.width=-1,64"], "error: <sketch.width=-1> is not allowed: width must be an integer >= 1, got -1"),
     (["sketch.width=10000000000"], "error: <sketch.width=10000000000> is not allowed: it needs 596.0 GiB"),
     (["+seeed=3"], "error: <seeed=3> is not allowed: the config has no such key"),
     (["resume=no"], "error: <resume=no> is not allowed: true or false"),

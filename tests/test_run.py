@@ -92,6 +92,6 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
 def test_bad_value_stops_before_training_with_one_line(tmp_path):
     res = _bench_run([*tiny("nws"), "sketch.width=-5", f"paths.results_dir={tmp_path / 'results'}"], cwd=tmp_path)
     assert res.returncode == 2
-    assert res.stderr.strip().splitlines()[-1] == "error: <sketch.width=-5> is not allowed: an integer >= 1"
+    assert res.stderr.strip().splitlines()[-1] == "error: <sketch.width=-5> is not allowed: width must be an integer >= 1, got -5"
     assert "Traceback" not in res.stderr
     assert not (tmp_path / "results").exists()

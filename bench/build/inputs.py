@@ -10,8 +10,8 @@ harness knows about a sampler is derived from that class and the providers of it
 - validation = the class's `check_options` plus the providers' checks, whose one-line errors `config_error`
   maps to the config key that fed them.
 
-    from bench.build.inputs import RunContext, build_sampler, reads
-    sampler, setup_s = build_sampler("nws", options, RunContext(data=..., model=..., ...))
+    from bench.build.inputs import RunContext, sampler_with_inputs, reads
+    sampler, setup_s = sampler_with_inputs("nws", options, RunContext(data=..., model=..., ...))
     reads("uniform")   # ()   reads("nws")   # ("sketch",)
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ from ..config.derive import parameter, schema_from_signature
 from ..train.timing import Stopwatch
 
 __all__ = ["RunContext", "Provider", "PROVIDERS", "provides", "reads", "sampler_options", "option_parameters",
-           "check_sampler_options", "sampler_schema", "build_sampler"]
+           "check_sampler_options", "sampler_schema", "sampler_with_inputs"]
 
 
 @dataclass
@@ -126,7 +126,7 @@ def sampler_schema(name: str, base: type) -> type:
     return schema_from_signature(f"{SAMPLERS[name].__name__}Config", option_parameters(name), base, fixed={"name": name})
 
 
-def build_sampler(name: str, options: Mapping[str, Any], ctx: RunContext) -> tuple[Any, float]:
+def sampler_with_inputs(name: str, options: Mapping[str, Any], ctx: RunContext) -> tuple[Any, float]:
     """Return (sampler, setup seconds): make the class's inputs (timed: charged to the run's clock), then build the
     class with the shared arguments, those inputs and its options."""
     cls = SAMPLERS[name]

@@ -26,8 +26,8 @@ from ..config.schemas import TABLE_METRICS, is_table, table_options
 from ..train.checkpoint import CheckpointError, load_checkpoint
 from ..train.distributed import DistEnv, init_distributed
 from ..train.loop import TrainSpec, TrainState
-from .inputs import RunContext, reads, sampler_options
-from .inputs import build_sampler as _build_from_inputs
+from .inputs import RunContext, reads, sampler_options, sampler_with_inputs
+
 
 LABEL_NOISE_SEED = 0  # dataset.label_noise's noisy items and labels: one draw per dataset config, not per run seed
 
@@ -137,7 +137,7 @@ def build_sampler(cfg: DictConfig, ctx: RunContext) -> tuple[Any, float]:
     if "sketch" in read:
         ctx.sketch = OmegaConf.to_object(cfg.sketch)
     try:
-        return _build_from_inputs(cfg.sampler.name, options, ctx)
+        return sampler_with_inputs(cfg.sampler.name, options, ctx)
     except (ValueError, TypeError) as exc:
         sketch = OmegaConf.to_container(cfg.sketch, resolve=True) if "sketch" in read else {}
         line = config_error(exc, "sampler", options) or config_error(exc, "sketch", sketch)

@@ -20,7 +20,9 @@ from typing import Any, Optional, Sequence
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from sketch.samplers import SAMPLERS
+from sketch import SHAPE_CHECKS, check_sketch_options
+from sketch._keys import KEY_MODES
+from sketch.samplers import SAMPLERS, sketch_defaults
 
 from ..build.models import MODELS
 from ..data import TensorData
@@ -29,11 +31,9 @@ from ..build.inputs import check_sampler_options, reads, sampler_options, sample
 from .derive import parameter, schema_from_signature
 from .errors import ConfigError, not_allowed, reported_as
 
-__all__ = ["RunConfig", "TOP_LEVEL", "register_configs", "validate", "validate_against_data", "FAMILIES"]
+__all__ = ["RunConfig", "TOP_LEVEL", "register_configs", "validate", "validate_against_data"]
 
-FAMILIES = ("srp", "pstable")
 KEY_INPUTS = ("raw", "projection", "model")
-KEY_NORMALIZE = ("center", "standardize", "none")  # sketch.feature_keys modes
 DEVICES = ("auto", "cpu", "cuda")
 SCHEDULES = ("constant", "cosine", "onecycle", "linear")
 WANDB_MODES = ("online", "offline", "disabled")
@@ -102,7 +102,7 @@ MODEL_SCHEMAS = {name: _model_schema(cls) for name, cls in MODELS.items()}
 @dataclass
 class KeyConfig:
     input: str = "raw"  # what is hashed: raw (flattened input, categorical fields through a fixed random embedding), projection (a fixed random projection of raw) or model (the model's penultimate features, re-hashed every rehash_every epochs)
-    normalize: str = "center"  # how inputs become keys (sketch.feature_keys): center, standardize (also unit variance) or none
+    normalize: str = "${sketch_default:keys}"  # how inputs become keys (sketch.feature_keys): center, standardize (also unit variance) or none; default: the sampler's
     proj_dim: int = 64  # output dimension of the fixed random projection (input=projection)
     embed_dim: int = 4  # per-field width of the fixed random embedding of categorical fields
     with_label: bool = False  # append the (scaled) one-hot label to the hashed vector: it tilts the angles
@@ -111,14 +111,23 @@ class KeyConfig:
     rehash_every: int = 1  # input=model: re-hash the model's features at the start of every this many epochs (counted in the clock)
 
 
+def _sampler_default(key: str) -> Any:
+    """A sketch option's default: the value the library builds the run's sampler with (`${sketch_default:KEY}`)."""
+    return field(default=f"${{sketch_default:{key}}}")
+
+
 @dataclass
 class SketchConfig:
-    family: str = "srp"  # hash family: srp (angular kernel) or pstable (L2 kernel)
-    depth: int = 8  # rows L: more rows, lower variance (8: frozen by development tuning, docs/TUNING.md)
-    width: int = 4096  # buckets per row W: more buckets, less aliasing (4096: frozen by development tuning)
-    bits: int = 10  # concatenated hashes per row K: more bits, narrower kernel (10: frozen by development tuning)
-    bandwidth: float = 1.0  # bucket width r of pstable hashing (ignored by srp)
-    decay: float = 1.0  # forgetting factor in (0, 1] applied at each update (1: keep all, as the paper)
+    """The sketch a sketch-reading sampler is built on. Each default is the library's for the run's sampler
+    (`sketch.samplers.sketch_defaults(name)`: NWS's from `NWSSampler.from_features`, the stream filter's the
+    lineage's); `python -m bench.run --cfg job --resolve` shows the values."""
+
+    family: str = _sampler_default("family")  # hash family: srp (angular kernel) or pstable (L2 kernel)
+    depth: int = _sampler_default("depth")  # rows L: more rows, lower variance
+    width: int = _sampler_default("width")  # buckets per row W: more buckets, less aliasing
+    bits: int = _sampler_default("bits")  # concatenated hashes per row K: more bits, narrower kernel
+    bandwidth: float = _sampler_default("bandwidth")  # bucket width r of pstable hashing (ignored by srp)
+    decay: float = _sampler_default("decay")  # forgetting factor in (0, 1] applied at each update (1: keep all, as the paper)
     key: KeyConfig = field(default_factory=KeyConfig)
 
 
@@ -217,6 +226,13 @@ def register_configs() -> None:
     cs.store(name="base_config", node=RunConfig)
     if not OmegaConf.has_resolver("samplers"):  # `${samplers:}`: every registered sampler, for a sweep file's axis
         OmegaConf.register_new_resolver("samplers", lambda: ",".join(SAMPLERS))
+    if not OmegaConf.has_resolver("sketch_default"):  # `${sketch_default:KEY}`: the run's sampler's default
+        OmegaConf.register_new_resolver("sketch_default", _sketch_default)
+
+
+def _sketch_default(key: str, _root_: DictConfig) -> Any:
+    name = OmegaConf.select(_root_, "sampler.name", default=None)
+    return sketch_defaults(name if name in SAMPLERS else "nws")[key]
 
 
 # -- semantic checks ---------------------------------------------------------------------------------
@@ -295,18 +311,13 @@ def validate(cfg: DictConfig) -> None:
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
         not_allowed("seed", cfg.seed, "an integer >= 0")
     _one_of(cfg, "sampler.name", tuple(SAMPLERS))
-    _one_of(cfg, "sketch.family", FAMILIES)
-    for key in ("sketch.depth", "sketch.width", "sketch.bits", "sketch.key.proj_dim", "sketch.key.embed_dim",
-                "sketch.key.rehash_every"):
+    shape = {k: v for k, v in OmegaConf.to_container(cfg.sketch, resolve=True).items() if k in SHAPE_CHECKS}
+    with reported_as("sketch", shape):  # the library's checks: one owner per allowed range
+        check_sketch_options(**shape)
+    for key in ("sketch.key.proj_dim", "sketch.key.embed_dim", "sketch.key.rehash_every"):
         _int_at_least(cfg, key, 1)
-    if cfg.sketch.family == "srp" and cfg.sketch.bits > 62:
-        not_allowed("sketch.bits", cfg.sketch.bits, "an integer in [1, 62] for srp")
-    _positive(cfg, "sketch.bandwidth")
-    d = cfg.sketch.decay
-    if isinstance(d, bool) or not isinstance(d, (int, float)) or not (0 < d <= 1):
-        not_allowed("sketch.decay", d, "a number in (0, 1]")
     _one_of(cfg, "sketch.key.input", KEY_INPUTS)
-    _one_of(cfg, "sketch.key.normalize", KEY_NORMALIZE)
+    _one_of(cfg, "sketch.key.normalize", KEY_MODES)  # sketch.feature_keys modes
     cls = SAMPLERS[cfg.sampler.name]
     if cfg.sketch.key.input == "model" and "sketch" in reads(cfg.sampler.name) and not hasattr(cls, "rekey"):
         not_allowed("sketch.key.input", "model", f"raw or projection for sampler={cfg.sampler.name} (it cannot re-hash "

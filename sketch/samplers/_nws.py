@@ -48,6 +48,7 @@ import torch
 from .._checks import check_positive_int, check_tensor, one_of, renamed_keywords
 from .._hashes import make_hash
 from .._keys import KEY_MODES, feature_keys
+from .._shape import shape_defaults
 from .._sizing import suggest_bits
 from .._sketch import NWSketch
 from ._base import resolve_device
@@ -188,9 +189,9 @@ class NWSSampler(ProportionalSampler):
         batch_size: int,
         *,
         family: str = "srp",
-        depth: int = 16,
-        bits: int | None = None,
-        width: int | None = None,
+        depth: int = 8,
+        bits: int = 10,
+        width: int = 4096,
         bandwidth: float = 1.0,
         decay: float = 1.0,
         keys: str = "center",
@@ -223,6 +224,11 @@ class NWSSampler(ProportionalSampler):
         sketch = NWSketch(hash_, width=width, decay=decay)
         slots = features_to_slots(sketch, feature_keys(features, keys), chunk_size, groups)
         return cls(sketch, slots, batch_size, seed=seed, device=dev, **kwargs)
+
+    @classmethod
+    def sketch_defaults(cls) -> dict[str, Any]:
+        """The sketch `from_features` builds when nothing is given (the harness's `sketch` group reads these)."""
+        return shape_defaults(cls.from_features)
 
     def _scores(self, candidates: torch.Tensor | None) -> torch.Tensor:
         slots = self.slots if candidates is None else self.slots.index_select(0, candidates)

@@ -24,7 +24,7 @@ from typing import Any, Callable, TypeVar
 
 from ._base import FeedbackSampler
 
-__all__ = ["SAMPLERS", "INPUTS", "register", "build_sampler", "sampler_inputs"]
+__all__ = ["SAMPLERS", "INPUTS", "register", "build_sampler", "sampler_inputs", "sketch_defaults"]
 
 INPUTS: dict[str, str] = {
     "scores": "float [N]: one fixed score per item, known before training (e.g. a proxy model's losses)",
@@ -71,6 +71,13 @@ def register(name: str, *, inputs: tuple[str, ...] = ()) -> Callable[[S], S]:
 def sampler_inputs(name: str) -> tuple[str, ...]:
     """The runtime inputs the sampler registered as `name` declares."""
     return SAMPLERS[_known(name)].inputs
+
+
+def sketch_defaults(name: str) -> dict[str, Any]:
+    """The sketch shape (family, depth, bits, width, bandwidth, decay) and key mode the sampler `name` is built with
+    when none is given: its class's `sketch_defaults()`; a sampler without a sketch answers with NWS's."""
+    cls = SAMPLERS[_known(name)]
+    return dict((cls if hasattr(cls, "sketch_defaults") else SAMPLERS["nws"]).sketch_defaults())
 
 
 def _known(name: Any) -> str:

@@ -112,6 +112,10 @@ class StreamFilterSampler(FeedbackSampler):
         and the shared arguments of `FeedbackSampler`.
     """
 
+    # The lineage's sketch (p-stable L2 hashing, R = 100 rows of K = 1 hash, W = 10,000 buckets, bucket width 1):
+    # what this sampler is built on when no sketch shape is given (`sketch_defaults`), not NWS's tuned one.
+    LINEAGE_SKETCH = {"family": "pstable", "depth": 100, "bits": 1, "width": 10_000, "bandwidth": 1.0, "decay": 1.0,
+                      "keys": "center"}
     option_checks = {
         "warmup": functools.partial(check_positive_int, minimum=0),
         "q": functools.partial(check_fraction, low_open=True),
@@ -120,6 +124,11 @@ class StreamFilterSampler(FeedbackSampler):
         "keep_classes": optional(check_classes),
         "keep_learning": check_bool,
     }
+    @classmethod
+    def sketch_defaults(cls) -> dict[str, Any]:
+        """The lineage's sketch shape and key mode (`LINEAGE_SKETCH`)."""
+        return dict(cls.LINEAGE_SKETCH)
+
     cost = (
         "about B * num_replicas / kept_fraction stream items examined per step: a sketch estimate (gather of "
         "L slots) and a uniform draw each, one host sync per chunk; an O(N * L) estimate and a k-th value "
