@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Benchmark: what one NWS sampler step costs next to one training step, as N grows.
 
     .venv/bin/python scripts/bench_sampler_step.py                       # CPU, N = 1e4 .. 1e7, 2 threads

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """What the NWS sampler costs at ImageNet-21k scale: the sketch and the sampler's step at N = 10^7 items.
 
     .venv/bin/python scripts/bench_scale.py                        # N = 1e7, L = 16, W = 1024, CPU: ~2-4 min, < 3 GB

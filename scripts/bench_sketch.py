@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Benchmark of the Nadaraya-Watson sketch's own speed, next to the cost of one training step.
 
     .venv/bin/python scripts/bench_sketch.py                      # N = 1e4, 1e5, 1e6: 1-3 min on 2 CPU cores

@@ -57,11 +57,15 @@ Usage: bash scripts/docker_check.sh [options]
   --no-install      never apt-get install podman or debootstrap
   --pull-timeout S  give up pulling the pinned base after S seconds (default: $PULL_TIMEOUT)
   --min-free-gb N   refuse to build with less free disk in the engine's storage (default: $MIN_FREE_GB)
+  --nice            run the build at the lowest CPU and I/O priority (nice 19, ionice idle): kinder to a shared
+                    machine, but much slower while anything else runs (default: normal priority)
   --print-base      print the Dockerfile's default BASE_IMAGE and exit
+Each line says how many seconds have passed since the start; the last one gives each stage's time.
 EOF
 }
 
-say() { printf '%s: %s\n' "$PROG" "$*"; }
+T0=$(date +%s)
+say() { printf '%s [%4ss]: %s\n' "$PROG" "$(( $(date +%s) - T0 ))" "$*"; }
 VERIFIED=()
 NOT_VERIFIED=()
 ok() { VERIFIED+=("$*"); say "ok: $*"; }
@@ -85,6 +89,7 @@ now() { date +%s; }
 gib() { awk -v b="$1" 'BEGIN { printf "%.1f GiB", b / 1073741824 }'; }
 
 PRINT_BASE=0
+NICE_BUILD=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --project) need_arg "$@"; PROJECT=$(cd "$2" 2>/dev/null && pwd) || die "--project $2: no such directory"; shift 2 ;;
@@ -101,6 +106,7 @@ while [ $# -gt 0 ]; do
         --min-free-gb) need_arg "$@"; MIN_FREE_GB=$2; shift 2 ;;
         --pull-timeout) need_arg "$@"; PULL_TIMEOUT=$2; shift 2 ;;
         --print-base) PRINT_BASE=1; shift ;;
+        --nice) NICE_BUILD=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
@@ -127,9 +133,11 @@ qualify() {
     fi
 }
 
-NICE=()
-command -v nice >/dev/null && NICE+=(nice -n 19)
-command -v ionice >/dev/null && ionice -c3 true 2>/dev/null && NICE+=(ionice -c3)
+NICE=()  # --nice: the build at the lowest priority (opt-in: on a busy machine it can take many times longer)
+if [ "$NICE_BUILD" = 1 ]; then
+    command -v nice >/dev/null && NICE+=(nice -n 19)
+    command -v ionice >/dev/null && ionice -c3 true 2>/dev/null && NICE+=(ionice -c3)
+fi
 
 T_START=$(now)
 say "project $PROJECT, Dockerfile ${DOCKERFILE#"$PROJECT"/}, pinned base $PINNED"
@@ -334,7 +342,7 @@ PULL=()
 PROGRESS=()
 [ "$E" = docker ] && PROGRESS=(--progress=plain)
 
-build() {  # build LOGFILE ARGS...: the engine's build, niced, full output in LOGFILE, its STEP lines shown
+build() {  # build LOGFILE ARGS...: the engine's build (niced with --nice), full output in LOGFILE, its STEP lines shown
     local log=$1; shift
     set +e
     "${NICE[@]}" "$E" build "$@" >"$log" 2>&1 &

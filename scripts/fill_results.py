@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Copy a bench.report.tables report into docs/RESULTS.md between the markers of one section.
 
     python scripts/fill_results.py results/reproduce-quick/report/report.md docs/RESULTS.md --section cpu-quick

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Fidelity of the Nadaraya-Watson sketch: its error against the exact NW estimator, vs depth and vs width.
 
     .venv/bin/python scripts/sketch_fidelity.py            # full grid, 5 seeds, ~10 s on 2 CPU cores
