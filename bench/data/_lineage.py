@@ -25,7 +25,7 @@ import hashlib
 import os
 import zipfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -208,28 +208,24 @@ _OPTS = dict(layout="columnar", version=_VERSION, locations=("path",), read_opti
              fingerprint=location_fingerprint)
 
 
-@dataset("hub", description="Criteo_x1 (BARS): 33.0M/8.25M/4.59M rows, 13 numeric + 26 categorical; Hub "
-                            "reczoo/Criteo_x1 or path=", **_OPTS)
-def criteo_x1(downloads: Path, out: Path, path: Optional[str] = None, min_count: int = 1,
+def _register(name: str, description: str, default_min_count: int, doc: str) -> Callable[..., dict[str, Any]]:
+    """Register the builder of one published dataset (its options and their defaults are the signature's)."""
+
+    def build(downloads: Path, out: Path, path: Optional[str] = None, min_count: int = default_min_count,
               max_rows: Optional[int] = None, eval_split: str = "test") -> dict[str, Any]:
-    """Criteo_x1 as published: `label`, I1..I13 (floats in [0, 1]), C1..C26 (integer ids)."""
-    _check(min_count, max_rows)
-    return _build("criteo_x1", downloads, out, path, min_count, max_rows)
+        _check(min_count, max_rows)  # eval_split only chooses what is read (bench.data._columnar.read)
+        return _build(name, downloads, out, path, min_count, max_rows)
+
+    build.__name__, build.__qualname__, build.__doc__ = name, name, doc
+    return dataset("hub", description=description, **_OPTS)(build)
 
 
-@dataset("hub", description="Avazu_x4 (BARS): 32.3M/4.04M/4.04M rows, 22 categorical fields; Hub reczoo/Avazu_x4 "
-                            "or path=", **_OPTS)
-def avazu_x4(downloads: Path, out: Path, path: Optional[str] = None, min_count: int = 2,
-             max_rows: Optional[int] = None, eval_split: str = "test") -> dict[str, Any]:
-    """Avazu_x4 as published: `id` (dropped), `click`, `hour` (hour of day, weekday), 21 categorical columns."""
-    _check(min_count, max_rows)
-    return _build("avazu_x4", downloads, out, path, min_count, max_rows)
-
-
-@dataset("hub", description="MovielensLatest_x1 (BARS): 1.40M/0.40M/0.20M rows, user/item/tag; Hub "
-                            "reczoo/MovielensLatest_x1 or path=", **_OPTS)
-def movielens_latest_x1(downloads: Path, out: Path, path: Optional[str] = None, min_count: int = 1,
-                        max_rows: Optional[int] = None, eval_split: str = "test") -> dict[str, Any]:
-    """MovielensLatest_x1 as published: `label`, `user_id`, `item_id`, `tag_id`."""
-    _check(min_count, max_rows)
-    return _build("movielens_latest_x1", downloads, out, path, min_count, max_rows)
+criteo_x1 = _register(
+    "criteo_x1", "Criteo_x1 (BARS): 33.0M/8.25M/4.59M rows, 13 numeric + 26 categorical; Hub reczoo/Criteo_x1 or "
+    "path=", 1, "Criteo_x1 as published: `label`, I1..I13 (floats in [0, 1]), C1..C26 (integer ids).")
+avazu_x4 = _register(
+    "avazu_x4", "Avazu_x4 (BARS): 32.3M/4.04M/4.04M rows, 23 categorical fields; Hub reczoo/Avazu_x4 or path=", 2,
+    "Avazu_x4 as published: `id` (dropped), `click`, `hour` (hour of day, weekday), 21 categorical columns.")
+movielens_latest_x1 = _register(
+    "movielens_latest_x1", "MovielensLatest_x1 (BARS): 1.40M/0.40M/0.20M rows, user/item/tag; Hub "
+    "reczoo/MovielensLatest_x1 or path=", 1, "MovielensLatest_x1 as published: `label`, `user_id`, `item_id`, `tag_id`.")
