@@ -212,3 +212,10 @@ def test_fill_results_records_how_long_the_reproduction_took(tmp_path: Path):
     before = "# Results\n<!-- table:cpu-quick:start -->\nold\n<!-- table:cpu-quick:end -->\nafter\n"
     doc = filled(before, "cpu-quick", text)
     assert "- reproduced in 24 min 10 s" in doc and "old" not in doc and doc.endswith("after\n")
+
+
+def test_the_epoch_one_flag_applies_to_multi_epoch_budgets_only():
+    from bench.report.protocol import epoch_flag_applies
+
+    assert not epoch_flag_applies(1) and not epoch_flag_applies(1.0)  # one pass: the whole budget is epoch 1
+    assert epoch_flag_applies(3) and epoch_flag_applies(None) and epoch_flag_applies(float("nan"))

@@ -2,6 +2,8 @@
 epoch-1 flag), lines that are never pooled across configurations, the files, the CLI and its errors."""
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import statistics
@@ -245,6 +247,14 @@ def test_a_target_uniform_reaches_inside_epoch_one_is_flagged_and_t_u_is_not():
     assert "uninformative: uniform reaches hand target inside epoch 1" in md
     assert "0.60 (3/3) †" in md and "4.00 (2/3) †" not in md  # the hand-target cells carry the mark, T_u's do not
     assert not summarize(protocol_rows(target=0.85)).attrs["experiments"].iloc[0].ttt_epoch1  # step 25: epoch 3
+
+
+def test_a_one_pass_experiment_takes_t_u_after_its_epoch_and_flags_nothing():
+    rows = [dataclasses.replace(r, epochs=1) for r in protocol_rows(target=0.5)]
+    e = summarize(rows).attrs["experiments"].iloc[0]
+    assert e.one_pass and e.tu == pytest.approx(0.90) and not (e.ttt_epoch1 or e.tu_epoch1 or e.loose_epoch1)
+    md = markdown_table(summarize(rows))
+    assert "one pass: T_u is the final metric after the one epoch" in md and " †" not in md  # no cell marked
 
 
 def test_the_experiment_line_states_the_targets_and_the_evaluation_interval():

@@ -32,16 +32,25 @@ from ..results.files import atomic_write
 
 log = logging.getLogger("bench.build.features")
 
-__all__ = ["hash_keys", "label_groups", "build_sketch", "cached_slots", "sketch_and_slots", "ModelRekey"]
+CHUNK_ROWS = 1 << 20  # above this many training items, keys are made and hashed in chunks
+HASH_CHUNK_ROWS = 1 << 17  # rows per chunk then (~130k rows x d float64 keys in memory at a time)
+
+__all__ = ["hash_keys", "label_groups", "build_sketch", "cached_slots", "sketch_and_slots", "ChunkedKeys",
+           "chunked_slots", "ModelRekey", "CHUNK_ROWS"]
 
 
 def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _categorical_embedding(x_cat: torch.Tensor, cardinalities: list[int], embed_dim: int, seed: int) -> torch.Tensor:
+def _embedding_tables(cardinalities: list[int], embed_dim: int, seed: int) -> list[torch.Tensor]:
+    """The fixed random embedding of every categorical field (drawn on the CPU)."""
     g = _generator(seed + 101)
-    tables = [torch.randn(c, embed_dim, generator=g).to(x_cat.device) for c in cardinalities]  # drawn on the CPU
+    return [torch.randn(c, embed_dim, generator=g) for c in cardinalities]
+
+
+def _categorical_embedding(x_cat: torch.Tensor, tables: list[torch.Tensor]) -> torch.Tensor:
+    tables = [t.to(x_cat.device) for t in tables]
     return torch.cat([t[x_cat[:, f]] for f, t in enumerate(tables)], dim=1) if tables else x_cat.new_zeros(len(x_cat), 0).float()
 
 
@@ -51,11 +60,14 @@ def _label_columns(y: torch.Tensor, task: str, num_classes: int, scale: float) -
     return y.float().view(-1, 1) * scale
 
 
-def _inputs(data: Any, key: Any, seed: int) -> torch.Tensor:
-    """The raw input of every training item as one float [N, d] matrix (categorical fields embedded)."""
-    parts = [data.x_num_train.reshape(data.num_train, -1).float()]
+def _inputs(data: Any, key: Any, seed: int, rows: slice = slice(None),
+            tables: Optional[list[torch.Tensor]] = None) -> torch.Tensor:
+    """The raw input of the training items `rows` as one float [n, d] matrix (categorical fields embedded)."""
+    x_num = data.x_num_train[rows]
+    parts = [x_num.reshape(x_num.shape[0], -1).float()]
     if data.x_cat_train.shape[1] > 0:
-        parts.append(_categorical_embedding(data.x_cat_train, data.cardinalities, key.embed_dim, seed))
+        tables = tables if tables is not None else _embedding_tables(data.cardinalities, key.embed_dim, seed)
+        parts.append(_categorical_embedding(data.x_cat_train[rows], tables))
     return torch.cat(parts, dim=1)
 
 
@@ -112,10 +124,13 @@ def build_sketch(
     return NWSketch(h, width=width, decay=decay)
 
 
-def _cache_key(sketch: NWSketch, keys: torch.Tensor, tag: str, extra: dict[str, Any]) -> str:
-    desc = {"tag": tag, "hash": sketch.hash.config(), "width": sketch.width, "shape": list(keys.shape), **extra}
+def _cache_key(sketch: NWSketch, keys: torch.Tensor, tag: str, extra: dict[str, Any],
+               shape: Optional[list[int]] = None) -> str:
+    """The slots cache's key; `keys` may be every key or (with the full `shape`) the probe rows only."""
+    desc = {"tag": tag, "hash": sketch.hash.config(), "width": sketch.width, "shape": shape or list(keys.shape),
+            **extra}
     # a cheap fingerprint of the keys themselves guards against a stale cache after data changes
-    probe = keys[:: max(1, len(keys) // 1000)].double().sum().item()
+    probe = (keys if shape else keys[:: max(1, len(keys) // 1000)]).double().sum().item()
     desc["probe"] = round(probe, 6)
     return hashlib.sha1(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -165,18 +180,87 @@ def _read_slots(path: Path, sketch: NWSketch, n: int) -> Optional[torch.Tensor]:
 
 
 def sketch_and_slots(spec: Any, data: Any, *, seed: int, device: torch.device | str, cache_dir: Optional[str],
-                     model: Optional[torch.nn.Module] = None) -> tuple[NWSketch, torch.Tensor]:
+                     model: Optional[torch.nn.Module] = None, chunk_rows: int = CHUNK_ROWS) -> tuple[NWSketch, torch.Tensor]:
     """Return an empty sketch shaped by `spec` (the `sketch` config group as a plain object: family, depth,
     width, bits, bandwidth, decay, key) and the int32 slots [N, L] of `data`'s training items on `device`
-    (model features are not cached: they change as the model learns)."""
-    keys = hash_keys(data, spec.key, seed=seed, model=model)
+    (model features are not cached: they change as the model learns). Above `chunk_rows` training items the raw
+    or projected keys are made and hashed chunk by chunk (`ChunkedKeys`), never as one [N, d] matrix."""
     groups = label_groups(data, spec.key)
+    extra = {"key": asdict(spec.key), "rows": data.num_train}
+    if spec.key.input != "model" and data.num_train > chunk_rows:  # never the whole [N, d] key matrix at once
+        keys = ChunkedKeys(data, spec.key, seed, min(chunk_rows, HASH_CHUNK_ROWS))
+        sketch = build_sketch(keys.dim, spec.family, spec.depth, spec.width, spec.bits, spec.bandwidth, spec.decay,
+                              seed=seed, device=device)
+        return sketch, chunked_slots(sketch, keys, cache_dir, data.name, extra, groups).to(device)
+    keys = hash_keys(data, spec.key, seed=seed, model=model)
     sketch = build_sketch(keys.shape[1], spec.family, spec.depth, spec.width, spec.bits, spec.bandwidth, spec.decay,
                           seed=seed, device=device)
     where = None if spec.key.input == "model" else cache_dir
-    slots = cached_slots(sketch, keys, where, tag=data.name, extra={"key": asdict(spec.key), "rows": data.num_train},
-                         groups=groups)
+    slots = cached_slots(sketch, keys, where, tag=data.name, extra=extra, groups=groups)
     return sketch, slots.to(device)
+
+
+class ChunkedKeys:
+    """The hash keys of `data`'s training items (raw or projection input), made `chunk_rows` rows at a time.
+
+    The same keys as `hash_keys`: the column statistics `normalize` needs come from a first pass over the chunks
+    (float64 sums) and reach `sketch.feature_keys` as a two-row reference with exactly that mean and standard
+    deviation, so the library's one normalisation code path is kept."""
+
+    def __init__(self, data: Any, key: Any, seed: int, chunk_rows: int) -> None:
+        self.data, self.key, self.seed, self.chunk_rows = data, key, seed, chunk_rows
+        self.tables = _embedding_tables(data.cardinalities, key.embed_dim, seed) if data.x_cat_train.shape[1] else []
+        self.reference = self._reference()
+        width = self.reference.shape[1]
+        self.proj = None
+        if key.input == "projection":
+            self.proj = torch.randn(width, key.proj_dim, generator=_generator(seed + 202)) / key.proj_dim**0.5
+            width = key.proj_dim
+        label = data.num_classes if data.task == "multiclass" else 1
+        self.dim = width + (label if key.with_label else 0)
+
+    def _reference(self) -> torch.Tensor:
+        total = sq = None
+        for start in range(0, self.data.num_train, self.chunk_rows):
+            x = _inputs(self.data, self.key, self.seed, slice(start, start + self.chunk_rows), self.tables).double()
+            total = x.sum(0) if total is None else total + x.sum(0)
+            sq = (x * x).sum(0) if sq is None else sq + (x * x).sum(0)
+        mean = total / self.data.num_train
+        std = (sq / self.data.num_train - mean * mean).clamp_min(0).sqrt()
+        return torch.stack([mean - std, mean + std]).cpu()  # mean `mean`, population std `std`
+
+    def rows(self, rows: slice | torch.Tensor) -> torch.Tensor:
+        """The float32 keys of the training items `rows` (a slice or an index tensor)."""
+        x = _inputs(self.data, self.key, self.seed, rows, self.tables)
+        keys = feature_keys(x, self.key.normalize, reference=self.reference.to(x.device))
+        if self.proj is not None:
+            keys = keys @ self.proj.to(keys.device)
+        if self.key.with_label:
+            y = self.data.y_train[rows]
+            keys = torch.cat([keys, _label_columns(y, self.data.task, self.data.num_classes, self.key.label_scale)], 1)
+        return keys.float().contiguous()
+
+
+def chunked_slots(sketch: NWSketch, keys: ChunkedKeys, cache_dir: Optional[str], tag: str, extra: dict[str, Any],
+                  groups: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """`cached_slots` for keys made chunk by chunk: int32 slots [N, L], from `cache_dir` when computed before."""
+    n = keys.data.num_train
+    probe = keys.rows(torch.arange(0, n, max(1, n // 1000)))
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / "slots" / f"{_cache_key(sketch, probe, tag, extra, shape=[n, keys.dim])}.pt"
+        if path.is_file():
+            cached = _read_slots(path, sketch, n)
+            if cached is not None:
+                return cached
+    out = torch.empty(n, sketch.depth, dtype=torch.int32)
+    for start in range(0, n, keys.chunk_rows):
+        rows = slice(start, start + keys.chunk_rows)
+        group = None if groups is None else groups[rows]
+        out[rows] = features_to_slots(sketch, keys.rows(rows), groups=group).cpu()
+    if path is not None:
+        atomic_write(path, lambda f: torch.save(out, f))
+    return out
 
 
 class ModelRekey:

@@ -77,7 +77,7 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     `trainer.target_metric`, unless set), and the resolved dataset carries the content's `fingerprint` in place of
     `path` and `test_path` (where the files are on this machine is not part of what the run computes)."""
     if not is_table(cfg.dataset):
-        return OmegaConf.to_container(cfg, resolve=True)
+        return _without_locations(OmegaConf.to_container(cfg, resolve=True))
     options = table_options(cfg.dataset)
     try:
         meta = datasets.read_meta(datasets.prepare("table", cfg.dataset.root, **options))
@@ -92,6 +92,22 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     for key in ("path", "test_path"):
         resolved["dataset"].pop(key, None)
     resolved["dataset"]["fingerprint"] = fingerprint
+    return resolved
+
+
+def _without_locations(resolved: dict[str, Any]) -> dict[str, Any]:
+    """A dataset read from the user's files by `dataset.options.path` (criteo_x1, ...): the content's `fingerprint`
+    in place of the path, as for a table (where the files are on this machine is not part of the run)."""
+    spec = datasets.DATASETS.get(resolved["dataset"].get("name"))
+    options = resolved["dataset"].get("options") or {}
+    if spec is None or spec.fingerprint is None or not any(k in options for k in spec.locations):
+        return resolved
+    try:
+        resolved["dataset"]["fingerprint"] = spec.fingerprint(**options)
+    except RuntimeError as exc:
+        raise ConfigError(f"<dataset.options={options}> is not allowed: {exc}") from None
+    for key in spec.locations:
+        options.pop(key, None)
     return resolved
 
 

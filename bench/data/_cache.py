@@ -163,8 +163,9 @@ def _column(table: pa.Table, name: str, shape: tuple[int, ...], dtype: np.dtype)
     return flat.to_numpy(zero_copy_only=False).reshape(n, *shape)
 
 
-def read_cache(path: Path, name: str) -> TensorData:
-    """Load a cache written by `write_cache` as `TensorData` (arrow -> numpy -> torch, no per-row Python).
+def read_cache(path: Path, name: str, **read_options: Any) -> TensorData:
+    """Load a cache written by `write_cache` as `TensorData` (arrow -> numpy -> torch, no per-row Python), or a
+    memory-mapped one (`_columnar`, layout "columnar"; `read_options` such as `eval_split` go to its reader).
 
     Raises `CacheError` (one line) when the cache is incomplete or cannot be read, or its rows or values do not
     match its metadata."""
@@ -172,6 +173,10 @@ def read_cache(path: Path, name: str) -> TensorData:
     if meta is None:
         raise CacheError(f"no complete dataset cache at {path} (its {META} is missing or unreadable)")
     try:
+        if meta.get("layout") == "columnar":
+            from ._columnar import read as read_columnar
+
+            return read_columnar(Path(path), name, meta, **read_options)
         return _read(Path(path), name, meta)
     except CacheError:
         raise
@@ -216,6 +221,14 @@ def verify(path: Path, checksums: bool = True) -> dict[str, Any]:
     if meta.get("format_version") != FORMAT_VERSION:
         raise CacheError(f"the dataset cache at {path} has format {meta.get('format_version')}, this version reads "
                          f"{FORMAT_VERSION}")
+    if meta.get("layout") == "columnar":
+        from ._columnar import verify as verify_columnar
+
+        try:
+            verify_columnar(path, meta)
+        except (OSError, ValueError, KeyError) as exc:
+            raise CacheError(f"the dataset cache at {path} fails its checks ({type(exc).__name__}: {exc})") from None
+        return meta
     recorded = meta.get("checksums")
     if checksums and recorded:
         try:

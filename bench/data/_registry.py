@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import _tabular, _images, _synthetic, _hub, _table  # noqa: F401  (importing registers; this order lists them)
+from . import _tabular, _images, _synthetic, _hub, _lineage, _table  # noqa: F401  (importing registers; this order lists them)
 from ._spec import DATASETS, DatasetSpec
 from ._cache import FORMAT_VERSION, CacheError, default_root, read_cache, read_meta, verify, write_cache
+from ._columnar import build_atomically
 from ._tensordata import TensorData
 
 __all__ = ["DatasetSpec", "DATASETS", "load", "prepare", "ensure", "available", "cache_path"]
@@ -55,7 +56,8 @@ def cache_path(name: str, root: str | Path | None = None, **options: Any) -> Pat
     spec = _spec(name)
     opts = _options(spec, options)
     root = Path(root).expanduser() if root is not None else default_root()
-    changed = {k: v for k, v in opts.items() if not _same(v, spec.options[k]) and k not in spec.locations}
+    keyless = (*spec.locations, *spec.read_options)
+    changed = {k: v for k, v in opts.items() if not _same(v, spec.options[k]) and k not in keyless}
     if spec.fingerprint is not None:
         changed["content"] = spec.fingerprint(**opts)
     if not changed:
@@ -86,9 +88,13 @@ def prepare(name: str, root: str | Path | None = None, *, force: bool = False, *
         if not force and _is_current(path, spec):
             return path
         start = time.perf_counter()
+        meta = {"name": name, "version": spec.version, "options": opts, "source": spec.source}
+        if spec.layout == "columnar":  # the builder streams into the folder; the meta is written last
+            build_opts = {k: v for k, v in opts.items() if k not in spec.read_options}
+            meta["options"] = build_opts
+            return build_atomically(path, lambda out: spec.build(path.parent / "downloads", out, **build_opts), meta)
         prepared = spec.build(path.parent / "downloads", **opts)
-        meta = {"name": name, "version": spec.version, "options": opts, "source": spec.source,
-                "build_seconds": round(time.perf_counter() - start, 3)}
+        meta["build_seconds"] = round(time.perf_counter() - start, 3)
         return write_cache(prepared, path, meta)
 
 
@@ -124,11 +130,12 @@ def load(name: str, root: str | Path | None = None, **options: Any) -> TensorDat
         return spec.build(**_options(spec, options))
     path = prepare(name, root, **options)
     label = path.name if spec.fingerprint is not None else name
+    reading = {k: v for k, v in _options(spec, options).items() if k in spec.read_options}
     try:
-        return read_cache(path, label)
+        return read_cache(path, label, **reading)
     except CacheError as exc:
         log.warning(f"{exc}: rebuilding it")
-        return read_cache(prepare(name, root, force=True, **options), label)
+        return read_cache(prepare(name, root, force=True, **options), label, **reading)
 
 
 def ensure(name: str, root: str | Path | None = None, *, force: bool = False, checksums: bool = True,

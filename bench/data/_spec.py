@@ -25,6 +25,8 @@ class DatasetSpec:
     (the user's own) or none. Bump `version` when the builder's output changes: caches of an older version are
     rebuilt. A dataset read from the user's files names the options that locate them (`locations`) and a
     `fingerprint(**options)` of their content: its cache is keyed by the content, not by where the files are.
+    A `layout="columnar"` builder streams large files itself: `build(downloads_dir, out_dir, **options)` writes the
+    splits into `out_dir` and returns their metadata (`_columnar.build_atomically`); loading memory-maps them.
     """
 
     name: str
@@ -36,12 +38,14 @@ class DatasetSpec:
     options: dict[str, Any] = field(default_factory=dict)  # the builder's keyword options and their defaults
     locations: tuple[str, ...] = ()  # options that say where the input is (left out of the cache key)
     fingerprint: Callable[..., str] | None = None  # content hash of the input, from the options (in the cache key)
+    layout: str = "arrow"  # "columnar": `build(downloads, out, **options)` writes memory-mapped splits (bench.data._columnar)
+    read_options: tuple[str, ...] = ()  # options that only choose what is read from the cache (not in its key)
 
     @staticmethod
     def of(name: str, description: str, source: str, build: Callable[..., Any], **kw) -> DatasetSpec:
         params = list(inspect.signature(build).parameters.values())
         if kw.get("cached", True):
-            params = params[1:]  # the downloads folder
+            params = params[2:] if kw.get("layout") == "columnar" else params[1:]  # the downloads (and out) folder
         options = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
         return DatasetSpec(name, description, source, build, options=options, **kw)
 

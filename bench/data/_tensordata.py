@@ -8,6 +8,7 @@ import torch
 __all__ = ["TensorData", "TASKS"]
 
 TASKS = ("binary", "multiclass", "regression")
+_CHECK_ROWS = 1 << 20  # rows per block of the code-range check
 
 
 @dataclass(repr=False)
@@ -15,7 +16,7 @@ class TensorData:
     """A dataset as tensors, validated on construction.
 
     - `x_num_*`: float32 `[N, ...]` dense features (`[N, d]` tables, `[N, C, H, W]` images); `[N, 0]` if none.
-    - `x_cat_*`: int64 `[N, F]` categorical codes, column `j` in `[0, cardinalities[j])`; `[N, 0]` if none.
+    - `x_cat_*`: int64 (or int32: the memory-mapped click logs) `[N, F]` categorical codes, column `j` in `[0, cardinalities[j])`; `[N, 0]` if none.
     - `y_*`: int64 class ids (multiclass), float32 0/1 (binary), float32 (regression); shape `[N]`.
     - `num_classes`: the number of classes for multiclass, 1 for binary and regression.
     """
@@ -57,14 +58,16 @@ class TensorData:
         if x_num.dtype != torch.float32 or x_num.dim() < 2 or x_num.shape[0] != n:
             raise ValueError(f"x_num_{split} must be float32 [{n}, ...], got {x_num.dtype} {tuple(x_num.shape)}")
         fields = len(self.cardinalities)
-        if x_cat.dtype != torch.int64 or tuple(x_cat.shape) != (n, fields):
+        if x_cat.dtype not in (torch.int64, torch.int32) or tuple(x_cat.shape) != (n, fields):
             raise ValueError(
-                f"x_cat_{split} must be int64 [{n}, {fields}], got {x_cat.dtype} {tuple(x_cat.shape)}"
+                f"x_cat_{split} must be int64 (or int32) [{n}, {fields}], got {x_cat.dtype} {tuple(x_cat.shape)}"
             )
         if fields and n:
             top = torch.tensor(self.cardinalities, device=x_cat.device)
-            if bool((x_cat < 0).any()) or bool((x_cat.amax(dim=0) >= top).any()):
-                raise ValueError(f"x_cat_{split} has codes outside [0, cardinality) for {self.cardinalities}")
+            for start in range(0, n, _CHECK_ROWS):  # in blocks: a memory-mapped table is never copied whole
+                block = x_cat[start : start + _CHECK_ROWS]
+                if bool((block.amin(dim=0) < 0).any()) or bool((block.amax(dim=0) >= top).any()):
+                    raise ValueError(f"x_cat_{split} has codes outside [0, cardinality) for {self.cardinalities}")
         want = torch.int64 if self.task == "multiclass" else torch.float32
         if y.dtype != want:
             raise ValueError(f"y_{split} must be {want} for task {self.task!r}, got {y.dtype}")

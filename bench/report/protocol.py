@@ -4,7 +4,9 @@ them, the metric at equal time, and whether a target is too easy to say anything
 Why: a target that uniform sampling reaches inside the first epoch makes every sampler tie, and a hand-set
 target says little about the quality a budget reaches. So each experiment's target comes from its uniform
 runs: T_u is the median over seeds of uniform's final metric at the full budget, with a looser 0.99 T_u
-(1.01 T_u for lower-is-better metrics). `bench.report.tables` applies these functions to every run and takes
+(1.01 T_u for lower-is-better metrics). In a one-pass experiment (`trainer.epochs=1`, the lineage regime) the
+budget is one epoch, T_u is uniform's median final metric after it, and the epoch-1 flag does not apply
+(`epoch_flag_applies`). `bench.report.tables` applies these functions to every run and takes
 medians over seeds.
 
     from bench.report.protocol import uniform_target, loose_target, first_reach, value_at, inside_first_epoch
@@ -26,7 +28,7 @@ import numpy as np
 from ..train.metrics import METRICS, reaches
 
 __all__ = ["LOOSE_SLACK", "uniform_target", "loose_target", "first_reach", "value_at", "inside_first_epoch",
-           "median", "eval_interval_steps", "last_value"]
+           "epoch_flag_applies", "median", "eval_interval_steps", "last_value"]
 
 LOOSE_SLACK = 0.01  # the loose target is 1 % short of T_u: 0.99 T_u, or 1.01 T_u for lower-is-better metrics
 
@@ -86,6 +88,13 @@ def inside_first_epoch(curve: Curve, metric: str, target: Optional[float], steps
                 return float(p.get("step", math.inf)) <= steps_per_epoch
             return p.get("epoch") == 0
     return False
+
+
+def epoch_flag_applies(epochs: Optional[float]) -> bool:
+    """Return whether the "reached inside epoch 1" flag means anything for a budget of `epochs`: not for a one-pass
+    experiment (the lineage regime), where the whole budget is epoch 1 and T_u is uniform's median final metric
+    after its one epoch; yes for longer budgets and for rows that did not record theirs."""
+    return epochs is None or math.isnan(float(epochs)) or float(epochs) > 1
 
 
 def eval_interval_steps(steps_per_epoch: Optional[int], evals_per_epoch: Optional[int]) -> float:

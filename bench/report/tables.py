@@ -40,15 +40,17 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from bench.report.plots import flagged, number, op_symbol, plot_curves, plot_fidelity, plot_probe, plot_sweep, plot_ttt, setting_text
-from bench.report.protocol import eval_interval_steps, first_reach, inside_first_epoch, last_value, loose_target, median, uniform_target, value_at
+from bench.report.plots import (flagged, number, op_symbol, plot_curves, plot_fidelity, plot_probe, plot_sweep, plot_ttt,
+                                setting_text)
+from bench.report.protocol import (epoch_flag_applies, eval_interval_steps, first_reach, inside_first_epoch, last_value,
+                                   loose_target, median, uniform_target, value_at)
 from bench.results.rows import ResultRow, read_rows
 
 __all__ = ["summarize", "experiments", "markdown_table", "write_report", "frame", "ReportError", "main"]
 # The plots are bench.report.plots'; the curve readings (T_u, first reach, value at a time) are bench.report.protocol's.
 
 NUMERIC = ("seed", "target", "time_to_target_s", "final_metric", "best_metric", "train_time_s",
-           "sampler_time_s", "sampler_overhead", "steps", "steps_per_epoch", "evals_per_epoch")
+           "sampler_time_s", "sampler_overhead", "steps", "epochs", "steps_per_epoch", "evals_per_epoch")
 TEXT = ("dataset", "model", "sampler", "target_metric", "device", "torch_version", "git_commit")
 HIDDEN_KEYS = ("seed", "sampler", "sampler.name", "experiment")  # never part of a line's label
 # Command-line overrides that say where things go or how they are shown, not what is computed (older rows only)
@@ -233,7 +235,10 @@ def _experiment(d: pd.DataFrame, baseline: str) -> dict[str, Any]:
     spe = int(spe.iloc[0]) if len(spe) else None
     epe = src.evals_per_epoch.dropna()
     targets = {"tu": t_u, "loose": loose_target(t_u, higher), "ttt": hand}
-    flags = {p: one and _majority([inside_first_epoch(c, metric, t, spe) for c in u.curve]) for p, t in targets.items()}
+    epochs = src.epochs.dropna()
+    one_pass = not epoch_flag_applies(float(epochs.max()) if len(epochs) else None)
+    flags = {p: one and not one_pass and _majority([inside_first_epoch(c, metric, t, spe) for c in u.curve])
+             for p, t in targets.items()}
     return {"experiment": d.experiment.iloc[0], "name": d["name"].iloc[0], "dataset": d.dataset.iloc[0],
             "model": d.model.iloc[0], "target_metric": metric, "higher_is_better": higher,
             "uniform_lines": u.line.nunique(), "uniform_seeds": len(u) if one else 0,
@@ -241,7 +246,7 @@ def _experiment(d: pd.DataFrame, baseline: str) -> dict[str, Any]:
             "steps_per_epoch": spe, "evals_per_epoch": int(epe.iloc[0]) if len(epe) else None,
             "eval_every_steps": eval_interval_steps(spe, int(epe.iloc[0]) if len(epe) else None),
             "eval_every_s": _eval_interval_s(u.curve) if one else math.nan,
-            **{f"{p}_epoch1": f for p, f in flags.items()}}
+            "one_pass": one_pass, **{f"{p}_epoch1": f for p, f in flags.items()}}
 
 
 def experiments(df: pd.DataFrame, baseline: str = "uniform") -> pd.DataFrame:
@@ -385,6 +390,8 @@ def _experiment_line(e: pd.Series, baseline: str) -> str:
              if not pd.isna(e.eval_every_steps) else "evaluation interval not recorded")
     early = [name for p, name in TARGETS if flagged(e[f"{p}_epoch1"])]
     flag = f"; † uninformative: {baseline} reaches {', '.join(early)} inside epoch 1" if early else ""
+    if e.get("one_pass", False):
+        flag = "; one pass: T_u is the final metric after the one epoch, the epoch-1 flag (†) does not apply"
     return head + "; ".join([t_u, hand, every]) + flag
 
 
@@ -418,7 +425,7 @@ LEGEND = [
     "at `{b}`'s time: the metric at the last evaluation at or before `{b}`'s median total clock (equal-time "
     "quality), mean ± std over seeds; final: at the last evaluation, mean ± std (ddof=1)",
     "† uninformative target: `{b}` reaches it inside epoch 1 (at an evaluation at step <= steps per epoch), "
-    "where every sampler ties",
+    "where every sampler ties; it does not apply to one-pass experiments (a budget of one epoch)",
     "0.99·T_u time vs `{b}`: median / median within the experiment; probe VR: the proxy-quality probe's variance "
     "ratio (1 = uniform, < 1 = less gradient noise), last evaluation / median over evaluations, median over seeds",
 ]
