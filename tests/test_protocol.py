@@ -13,7 +13,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from bench.build.parts import load_data, schedule
-from bench.config.schemas import validate
+from bench.config.schemas import register_configs, validate
 from bench.config.errors import ConfigError
 from bench.data import synthetic
 from bench.report.protocol import first_reach, inside_first_epoch, loose_target, median, uniform_target, value_at
@@ -179,7 +179,10 @@ def test_quick_experiments_differ_from_their_full_ones_only_in_data_size_and_epo
 
 
 def sweep_params(name: str) -> dict[str, list[str]]:
-    params = yaml.safe_load((CONF / "sweep" / f"{name}.yaml").read_text())["hydra"]["sweeper"]["params"]
+    """The sweep file's axes, its `${samplers:}` resolved (every registered sampler)."""
+    register_configs()  # the resolver
+    raw = OmegaConf.create(yaml.safe_load((CONF / "sweep" / f"{name}.yaml").read_text()))
+    params = OmegaConf.to_container(raw.hydra.sweeper.params, resolve=True)
     return {k: str(v).split(",") for k, v in params.items()}
 
 

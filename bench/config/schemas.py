@@ -99,10 +99,13 @@ def _model_schema(cls: type) -> type:
 MODEL_SCHEMAS = {name: _model_schema(cls) for name, cls in MODELS.items()}
 
 
+_NWS = sketch_defaults("nws")  # the library's defaults of the default sampler (NWSSampler.from_features)
+
+
 @dataclass
 class KeyConfig:
     input: str = "raw"  # what is hashed: raw (flattened input, categorical fields through a fixed random embedding), projection (a fixed random projection of raw) or model (the model's penultimate features, re-hashed every rehash_every epochs)
-    normalize: str = "${sketch_default:keys}"  # how inputs become keys (sketch.feature_keys): center, standardize (also unit variance) or none; default: the sampler's
+    normalize: str = _NWS["keys"]  # how inputs become keys (sketch.feature_keys): center, standardize (also unit variance) or none
     proj_dim: int = 64  # output dimension of the fixed random projection (input=projection)
     embed_dim: int = 4  # per-field width of the fixed random embedding of categorical fields
     with_label: bool = False  # append the (scaled) one-hot label to the hashed vector: it tilts the angles
@@ -111,23 +114,19 @@ class KeyConfig:
     rehash_every: int = 1  # input=model: re-hash the model's features at the start of every this many epochs (counted in the clock)
 
 
-def _sampler_default(key: str) -> Any:
-    """A sketch option's default: the value the library builds the run's sampler with (`${sketch_default:KEY}`)."""
-    return field(default=f"${{sketch_default:{key}}}")
-
-
 @dataclass
 class SketchConfig:
-    """The sketch a sketch-reading sampler is built on. Each default is the library's for the run's sampler
-    (`sketch.samplers.sketch_defaults(name)`: NWS's from `NWSSampler.from_features`, the stream filter's the
-    lineage's); `python -m bench.run --cfg job --resolve` shows the values."""
+    """The sketch a sketch-reading sampler is built on. In a composed config each unset value is the library's
+    default for the run's sampler (`${sketch_default:KEY}`, `sketch.samplers.sketch_defaults(name)`: NWS's from
+    `NWSSampler.from_features`, the stream filter's the lineage's): `--cfg job --resolve` shows the values. The
+    Python defaults below are NWS's (for building this object by hand)."""
 
-    family: str = _sampler_default("family")  # hash family: srp (angular kernel) or pstable (L2 kernel)
-    depth: int = _sampler_default("depth")  # rows L: more rows, lower variance
-    width: int = _sampler_default("width")  # buckets per row W: more buckets, less aliasing
-    bits: int = _sampler_default("bits")  # concatenated hashes per row K: more bits, narrower kernel
-    bandwidth: float = _sampler_default("bandwidth")  # bucket width r of pstable hashing (ignored by srp)
-    decay: float = _sampler_default("decay")  # forgetting factor in (0, 1] applied at each update (1: keep all, as the paper)
+    family: str = _NWS["family"]  # hash family: srp (angular kernel) or pstable (L2 kernel)
+    depth: int = _NWS["depth"]  # rows L: more rows, lower variance
+    width: int = _NWS["width"]  # buckets per row W: more buckets, less aliasing
+    bits: int = _NWS["bits"]  # concatenated hashes per row K: more bits, narrower kernel
+    bandwidth: float = _NWS["bandwidth"]  # bucket width r of pstable hashing (ignored by srp)
+    decay: float = _NWS["decay"]  # forgetting factor in (0, 1] applied at each update (1: keep all, as the paper)
     key: KeyConfig = field(default_factory=KeyConfig)
 
 
@@ -217,7 +216,7 @@ def register_configs() -> None:
     cs.store(group="dataset", name="base_table", node=TableDatasetConfig)
     for name, schema in MODEL_SCHEMAS.items():
         cs.store(group="model", name=f"base_{name}", node=schema)
-    cs.store(group="sketch", name="base_sketch", node=SketchConfig)
+    cs.store(group="sketch", name="base_sketch", node=_sketch_node())
     for name in SAMPLERS:  # `sampler=<name>`: every registered sampler, a plugin's too (no YAML file needed)
         cs.store(group="sampler", name=name, node=sampler_schema(name, SamplerConfig))
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
@@ -228,6 +227,15 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("samplers", lambda: ",".join(SAMPLERS))
     if not OmegaConf.has_resolver("sketch_default"):  # `${sketch_default:KEY}`: the run's sampler's default
         OmegaConf.register_new_resolver("sketch_default", _sketch_default)
+
+
+def _sketch_node() -> DictConfig:
+    """`SketchConfig` whose shape and key mode follow the run's sampler (`${sketch_default:KEY}`) unless set."""
+    node = OmegaConf.structured(SketchConfig)
+    for key in SHAPE_CHECKS:
+        node[key] = f"${{sketch_default:{key}}}"
+    node.key.normalize = "${sketch_default:keys}"
+    return node
 
 
 def _sketch_default(key: str, _root_: DictConfig) -> Any:
