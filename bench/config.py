@@ -35,6 +35,7 @@ KEY_NORMALIZE = ("center", "standardize", "none")  # sketch.feature_keys modes
 DEVICES = ("auto", "cpu", "cuda")
 SCHEDULES = ("constant", "cosine", "onecycle", "linear")
 WANDB_MODES = ("online", "offline", "disabled")
+MAX_SEED = 2**32 - 1  # the seeds of torch and numpy generators; offsets of it seed the hashes (bench.features)
 
 
 class ConfigError(ValueError):
@@ -109,7 +110,7 @@ class KeyConfig:
     embed_dim: int = 4  # per-field width of the fixed random embedding of categorical fields
     with_label: bool = False  # append the (scaled) one-hot label to the hashed vector: it tilts the angles
     label_scale: float = 1.0  # scale of the appended label
-    label_buckets: bool = True  # one set of buckets per class (sketch groups): an item's estimate pools only its own class (frozen by development tuning, docs/TUNING.md)
+    label_buckets: bool = True  # one set of buckets per class (sketch groups) where the task has classes: an item's estimate pools only its own class (frozen by development tuning, docs/TUNING.md); a regression task has one set
     rehash_every: int = 1  # input=model: re-hash the model's features at the start of every this many epochs (counted in the clock)
 
 
@@ -177,6 +178,7 @@ class LoggerConfig:
 class PathsConfig:
     data_dir: str = "${oc.env:NWS_DATA,${oc.env:HOME,.}/.cache/nws-bench/data}"  # prepared-dataset cache
     results_dir: str = "results"  # result rows and checkpoints, keyed by run id (stable across re-runs)
+    slots_cache_gb: float = 2.0  # GiB the NWS slots cache (<data_dir>/slots/) may hold; least recently used files go first
 
 
 @dataclass
@@ -293,11 +295,15 @@ def validate(cfg: DictConfig) -> None:
     for key in ("resume", "progress"):
         if not isinstance(cfg.get(key, True), bool):
             _fail(key, cfg[key], "true or false")
+    _positive(cfg, "paths.slots_cache_gb")
     if "memory_budget_gb" in cfg:
         _positive(cfg, "memory_budget_gb", allow_none=True)
     _one_of(cfg, "device", DEVICES)
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
-        _fail("seed", cfg.seed, "an integer >= 0")
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= MAX_SEED:
+        _fail("seed", cfg.seed, f"an integer in [0, {MAX_SEED}] (2**32 - 1)")
+    for key in ("paths.results_dir", "paths.data_dir"):
+        if not str(_get(cfg, key) or "").strip():
+            _fail(key, _get(cfg, key), "a folder path (not empty: it would write into the working directory)")
     _one_of(cfg, "sampler.name", tuple(SAMPLERS))
     _one_of(cfg, "sketch.family", FAMILIES)
     for key in ("sketch.depth", "sketch.width", "sketch.bits", "sketch.key.proj_dim", "sketch.key.embed_dim",
@@ -393,8 +399,6 @@ def validate_against_data(cfg: DictConfig, num_train: int, task: str, y_test: An
     if cfg.trainer.target_metric not in allowed:
         _fail("trainer.target_metric", cfg.trainer.target_metric, f"one of {', '.join(allowed)} for a {task} dataset")
     _validate_target(cfg.trainer.target, METRICS[cfg.trainer.target_metric])  # again: a table's metric was auto
-    if task == "regression" and cfg.sketch.key.label_buckets and "sketch" in SAMPLERS[cfg.sampler.name].reads:
-        _fail("sketch.key.label_buckets", True, "false for a regression dataset (it needs class labels)")
     if cfg.trainer.target_metric == "auc" and y_test is not None:
         positive = int((y_test > 0.5).sum())
         negative = int(y_test.numel()) - positive
@@ -449,4 +453,12 @@ def composition_error(exc: BaseException, overrides: Sequence[str]) -> str:
             return f"<{override}> is not allowed: {parent} has no key {key.rpartition('.')[2]!r}; its keys: {known}"
         hint = ("; a table's target column is dataset.label" if key == "dataset.target" and "convert" in reason else "")
         return f"<{override}> is not allowed: {reason}{hint}"
-    return _one_line(exc) + (f" ({_one_line(cause)})" if cause is not None else "")
+    line = _one_line(exc) + (f" ({_one_line(cause)})" if cause is not None else "")
+    if "LexerNoViableAlt" in line or "token recognition error" in line:  # e.g. an unquoted non-ASCII value
+        bad = next((o for o in overrides if not o.isascii()), None)
+        if bad is None:
+            return line + "; quote a value with spaces or special characters: 'key=\"value\"'"
+        key, _, value = bad.partition("=")
+        return (f"<{bad}> is not allowed: Hydra's override grammar reads unquoted values in ASCII only; quote it: "
+                f"'{key}=\"{value}\"'")
+    return line

@@ -46,12 +46,13 @@ from .config import ConfigError, composition_error, validate, validate_against_d
 from .registry import SAMPLERS
 
 __all__ = ["check_command_line", "preflight", "usable_threads", "available_cores", "available_memory", "Budget",
-           "memory_budget", "sketch_memory", "train_rows", "folder_problem", "KNOWN_ROWS", "CONF_DIR"]
+           "memory_budget", "sketch_memory", "train_rows", "folder_problem", "group_options", "KNOWN_ROWS", "CONF_DIR"]
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 GIB = 1024**3
 BUDGET_FRACTION = 0.5  # of the available memory: the data, the model and the hashing need the rest
 MAX_COMBINATIONS = 1000  # of values: beyond it, every value of every axis once
+OPTIONAL_GROUPS = ("experiment", "sweep")  # `optional` in conf/config.yaml: an unknown name must be refused here
 MAX_COMPOSITIONS = 16  # of config-group choices (each composed, ~0.1 s): beyond it, every choice once
 # Training rows and task of the offline datasets with their default options (README's table), for sizes before the
 # dataset is prepared; a prepared cache's metadata takes precedence.
@@ -288,9 +289,12 @@ class _Composer:
 
     def parse(self, overrides: list[str]) -> list[Any]:
         try:
-            return self._parser.parse_overrides(list(overrides))
+            parsed = self._parser.parse_overrides(list(overrides))
         except HydraException as exc:
             raise ConfigError(composition_error(exc, overrides)) from None
+        for o in parsed:
+            _check_optional_group(o)
+        return parsed
 
     def compose(self, overrides: list[str]) -> DictConfig:
         from hydra import compose
@@ -361,6 +365,25 @@ class _Composer:
         values, all_values = _settings(axes, [i for i, c in enumerate(choice) if not c], MAX_COMBINATIONS)
         jobs = [[{**g, **v}.get(i, a[0]) for i, a in enumerate(axes)] for g in groups for v in values]
         return jobs, all_groups and all_values
+
+
+def group_options(group: str) -> list[str]:
+    """The options of config group `group` (conf/<group>/, subfolders as `sub/name`), sorted."""
+    root = CONF_DIR / group
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+
+
+def _check_optional_group(o: Any) -> None:
+    """Refuse an `experiment=` or `sweep=` value with no file: those groups are optional in conf/config.yaml, so
+    Hydra would silently run the default job instead (and the row would still carry the unknown name)."""
+    group = o.key_or_group.lstrip("+~")
+    if group not in OPTIONAL_GROUPS or o.is_delete() or o.package is not None:
+        return
+    values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+    choices = group_options(group)
+    for value in values:
+        if value not in choices and value != "null":
+            raise ConfigError(f"<{group}={value}> is not allowed: one of {', '.join(choices)} (conf/{group}/)")
 
 
 def _settings(axes: list[list[str]], which: list[int], most: int) -> tuple[list[dict[int, str]], bool]:

@@ -5,7 +5,8 @@
     python -m bench.report results/ --fidelity results/sketch_fidelity.json
 
 PATH is any directory under which `runs/*.json` rows lie (a results, run or multirun dir), read with
-`bench.results.read_rows`.
+`bench.results.read_rows` (a file that is not a readable row is skipped with one warning naming it). Exit status:
+0 written, 2 bad input (no such path, no rows), 73 the output folder cannot be written (one line each).
 
 **Lines, never pooled.** One table line per configuration over seeds: rows are seeds of one line only when their
 whole configuration but the seed is identical (`group_id`); rows that differ in anything else (a learning rate, a
@@ -55,11 +56,21 @@ TEXT = ("dataset", "model", "sampler", "target_metric", "device", "torch_version
 HIDDEN_KEYS = ("seed", "sampler", "sampler.name", "experiment")  # never part of a line's label
 # Command-line overrides that say where things go or how they are shown, not what is computed (older rows only)
 IGNORED_OVERRIDES = ("seed", "paths.", "logger", "hydra", "progress", "resume", "dataset.root", "device")
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "conf" / "experiment"  # the names `experiment=` resolves
 TARGETS = (("tu", "T_u"), ("loose", "0.99·T_u"), ("ttt", "hand target"))  # (column prefix, name)
 
 
+EXIT_BAD_INPUT = 2  # no such path, no rows
+EXIT_CANT_WRITE = 73  # sysexits.h EX_CANTCREAT: the output folder cannot be written
+
+
 class ReportError(ValueError):
-    """A problem with the input (no such path, no rows, unreadable file): one line for the user."""
+    """A problem with the input (no such path, no rows) or the output folder: one line for the user, and the exit
+    status `python -m bench.report` ends with."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_BAD_INPUT) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 # -- one record per run ----------------------------------------------------------------------------------------
@@ -117,8 +128,10 @@ def _experiment_key(row: ResultRow, settings: dict[str, Any]) -> str:
 
 
 def _experiment_override(row: ResultRow) -> str | None:
+    """The row's `experiment=` override when that experiment exists (conf/experiment/): an older row may carry a
+    misspelled name that Hydra skipped (the group is optional), and the default job ran under it."""
     named = [str(o).partition("=")[2] for o in row.overrides or [] if str(o).lstrip("+").startswith("experiment=")]
-    return named[-1] if named else None
+    return named[-1] if named and (EXPERIMENTS / f"{named[-1]}.yaml").is_file() else None
 
 
 def _probe(curve: list) -> dict[str, float]:
@@ -163,10 +176,27 @@ def _varying(d: pd.DataFrame, cols: list[str]) -> list[str]:
     return [c for c in cols if d[c].astype(str).nunique() > 1]
 
 
-def _labels(d: pd.DataFrame, cols: list[str]) -> list[str]:
+MOST_SETTINGS = 3  # settings in an experiment's name; more are counted (`+2 more`)
+
+
+def _labels(d: pd.DataFrame, cols: list[str], most: int | None = None, unset: bool = False) -> list[str]:
+    """Per row, `key=value` for `cols` (values cut short; a missing one left out, or `key=unset` with `unset`),
+    the first `most` of them and a count of the rest."""
     names = _short_names([c[4:] for c in cols])
-    return [" ".join(f"{n}={setting_text(v)}" for n, v in zip(names, r) if not _missing(v))
-            for r in d[cols].itertuples(index=False)]
+    out = []
+    for r in d[cols].itertuples(index=False):
+        parts = [f"{n}={_short(setting_text(v)) if not _missing(v) else 'unset'}" for n, v in zip(names, r)
+                 if unset or not _missing(v)]
+        if most is not None and len(parts) > most:
+            parts = parts[:most] + [f"+{len(parts) - most} more"]
+        out.append(" ".join(parts))
+    return out
+
+
+def _short(text: str, most: int = 20) -> str:
+    """A setting's value for a name: a path's last part, at most `most` characters."""
+    text = text.rstrip("/").rsplit("/", 1)[-1] if "/" in text else text
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def _experiment_names(df: pd.DataFrame) -> pd.Series:
@@ -181,9 +211,12 @@ def _experiment_names(df: pd.DataFrame) -> pd.Series:
     for _, d in df.groupby(names, sort=False):
         firsts = d.drop_duplicates("experiment")
         if len(firsts) > 1:
-            suffix = dict(zip(firsts.experiment, _labels(firsts, _varying(firsts, own))))
-            if len(set(suffix.values())) < len(suffix):  # nothing recorded tells them apart: their keys do
-                suffix = {k: f"{v} #{i + 1}".strip() for i, (k, v) in enumerate(suffix.items())}
+            varying = _varying(firsts, own)
+            suffix = dict(zip(firsts.experiment, _labels(firsts, varying, MOST_SETTINGS)))
+            if len(set(suffix.values())) < len(suffix):  # a setting one of them lacks tells them apart
+                suffix = dict(zip(firsts.experiment, _labels(firsts, varying, MOST_SETTINGS, unset=True)))
+            if len(set(suffix.values())) < len(suffix):  # nothing recorded tells them apart: their ids do
+                suffix = {k: f"{v} id={str(k)[:6]}".strip() for k, v in suffix.items()}
             names[d.index] = [f"{n} {suffix[k]}".strip() for n, k in zip(names[d.index], d.experiment)]
     return names
 
@@ -196,7 +229,11 @@ def _setting_labels(df: pd.DataFrame) -> pd.Series:
     for _, d in df.groupby(["experiment", "sampler"], sort=False):
         lines = d.drop_duplicates("line")
         if len(lines) > 1:
-            labels[d.index] = _labels(d, _varying(lines, cols))
+            varying = _varying(lines, cols)
+            text = _labels(lines, varying)
+            unset = len(set(text)) < len(text)  # a setting some lines lack tells them apart
+            by_line = dict(zip(lines.line, _labels(lines, varying, unset=unset)))
+            labels[d.index] = [by_line[k] for k in d.line]
     return labels
 
 
@@ -482,6 +519,15 @@ def _build(paths, out=None, baseline="uniform", fidelity=None) -> tuple[Path, st
     s = summarize(rf, baseline)
     table = markdown_table(s)
     out = Path(out) if out else (paths[0] if paths[0].is_dir() else paths[0].parent)
+    try:
+        return _write(paths, out, rf, s, table, baseline, fidelity)
+    except OSError as e:  # a read-only folder, a full disk, a file where the folder should be
+        raise ReportError(f"cannot write the report into {out} ({e.strerror or e}); choose another folder with "
+                          f"--out DIR", EXIT_CANT_WRITE) from None
+
+
+def _write(paths: list[Path], out: Path, rf: pd.DataFrame, s: pd.DataFrame, table: str, baseline: str,
+           fidelity) -> tuple[Path, str]:
     out.mkdir(parents=True, exist_ok=True)
     s.to_csv(out / "summary.csv", index=False)
     s.attrs["experiments"].to_csv(out / "experiments.csv", index=False)
@@ -510,7 +556,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         report, table = _build(a.paths, a.out, a.baseline, a.fidelity)
     except ReportError as e:
-        sys.exit(f"bench.report: error: {e}")
+        print(f"bench.report: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
     print(table)
     print(f"\nwrote {report} (+ summary.csv, experiments.csv, plots)", file=sys.stderr)
 

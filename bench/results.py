@@ -189,8 +189,9 @@ class ResultRow:
             ("dataset / sampler", f"{self.dataset} / {self.sampler} (seed {self.seed})"),
             (f"final {name}", _number(self.final_metric)),
             (f"best {name}", _number(self.best_metric)),
-            (f"time to {name} {op} {self.target}",
-             "no target set" if self.target is None else f"{ttt:.2f} s (step {self.steps_to_target})" if ttt is not None else "not reached"),
+            (f"time to {name} {op} {self.target}" if self.target is not None else "time to target",
+             "no target set (trainer.target)" if self.target is None else
+             f"{ttt:.2f} s (step {self.steps_to_target})" if ttt is not None else "not reached"),
             ("train time (fair clock)", f"{self.train_time_s:.2f} s over {self.steps} steps"),
             ("sampler overhead", f"{100 * (self.sampler_overhead or 0):.1f} % (setup {self.setup_time_s:.2f} s)"),
             ("eval time (excluded)", f"{self.eval_time_s:.2f} s"),
@@ -205,6 +206,10 @@ class ResultRow:
             raise ValueError("not a result row (no run_id, dataset and sampler)")
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in d.items() if k in known}
+        for f in dataclasses.fields(cls):  # a list or dict field of another type would fail later, far from its file
+            kind = f.default_factory if f.default_factory in (list, dict) else None
+            if kind is not None and f.name in values and not isinstance(values[f.name], kind):
+                raise ValueError(f"its {f.name!r} is {json.dumps(values[f.name])[:40]}, not a {kind.__name__}")
         if "sketch" not in d and any(k.startswith("sketch_") for k in d):  # written before the typed row
             old = {k[len("sketch_"):]: v for k, v in d.items() if k.startswith("sketch_") and k != "sketch_in_sync"}
             values["sketch"] = old if d.get("sampler") == "nws" else None
