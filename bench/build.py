@@ -96,7 +96,8 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(exc.config_line()) from None
     if cfg.dataset.metric == "auto":
         cfg.dataset.metric = TABLE_METRICS[meta["task"]]
-    log.info(f"{datasets.describe_table(meta, source=options['path'])}; metric {cfg.trainer.target_metric}; content {fingerprint} "
+    source = Path(options["path"]).name  # the file read now: the cache (keyed by content) may name another
+    log.info(f"{datasets.describe_table(meta, source=source)}; metric {cfg.trainer.target_metric}; content {fingerprint} "
              f"<dataset=table dataset.path={options['path']}>")
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for key in ("path", "test_path"):

@@ -159,6 +159,11 @@ class ResultRow:
     stopped_by_time: Optional[bool] = None  # trainer.max_time_s ended the run
     skipped_nonfinite: Optional[int] = None  # non-finite per-sample losses the sampler dropped
     skipped_steps: Optional[int] = None  # optimizer steps skipped for a non-finite gradient
+    interval_step_s: list = field(default_factory=list)  # fair-clock seconds per step of each evaluation interval
+    median_step_s: Optional[float] = None  # their median
+    stalls: Optional[int] = None  # intervals over 3x that median (bench.timing.find_stalls): a busy machine
+    stall_s: Optional[float] = None  # the seconds those intervals took beyond the median rate
+    robust_time_to_target_s: Optional[float] = None  # steps_to_target x median_step_s + setup: stall-robust
     world_size: int = 1  # data-parallel ranks
     sketch_in_sync: Optional[bool] = None  # DDP with an all-reduced sketch: the ranks' sketches stayed equal
     device: Optional[str] = None
@@ -195,6 +200,10 @@ class ResultRow:
             ("train time (fair clock)", f"{self.train_time_s:.2f} s over {self.steps} steps"),
             ("sampler overhead", f"{100 * (self.sampler_overhead or 0):.1f} % (setup {self.setup_time_s:.2f} s)"),
             ("eval time (excluded)", f"{self.eval_time_s:.2f} s"),
+            *([("stalls (busy machine)", f"{self.stalls} evaluation interval(s) over 3x the median step time, "
+                f"{self.stall_s:.1f} s lost; stall-robust time to target: "
+                + (f"{self.robust_time_to_target_s:.2f} s" if self.robust_time_to_target_s is not None else "—"))]
+              if self.stalls else []),
             ("device / torch / commit", f"{self.device} / {self.torch_version} / {self.git_commit}"),
         ]
         return "\n".join(["| what | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in cells]])

@@ -40,6 +40,7 @@ from .probe import Probe
 from .provenance import device_name, git_commit
 from .registry import RunContext, sampler_options
 from .results import ResultRow, experiment_id, group_id, identity, read_rows, row_path, run_id, write_row
+from .timing import STALL_FACTOR, find_stalls
 from .train import TrainSpec, TrainState, final_metric, train
 
 __all__ = ["run", "output_dir", "result_row"]
@@ -178,6 +179,10 @@ def result_row(cfg: DictConfig, resolved: dict, data: Any, spec: TrainSpec, stat
     clock = state.setup_s + state.train_s
     ident = identity(resolved)
     layout = {"skipped_nonfinite": int(getattr(sampler, "skipped_nonfinite", 0)), **layout}  # summed over ranks there
+    stalls = find_stalls(state.curve)
+    if stalls.count:
+        log.warning(f"{stalls.count} evaluation interval(s) ran over {STALL_FACTOR:g}x the median per-step time "
+                    f"({stalls.seconds:.1f} s lost): the machine was busy; robust_time_to_target_s discounts it")
     return ResultRow(
         run_id=run_id(resolved), group_id=group_id(resolved), experiment_id=experiment_id(resolved),
         timestamp=time.strftime("%Y-%m-%dT%H:%M:%S"), dataset=cfg.dataset.name,
@@ -192,6 +197,8 @@ def result_row(cfg: DictConfig, resolved: dict, data: Any, spec: TrainSpec, stat
         sampler_overhead=(state.sampler_s + state.setup_s) / clock if clock > 0 else None,
         steps=state.step, epochs=state.epoch, steps_per_epoch=spec.steps_per_epoch, evals_per_epoch=spec.evals_per_epoch,
         stopped_by_time=state.stopped_by_time, skipped_steps=state.skipped_steps,
+        interval_step_s=stalls.interval_step_s, median_step_s=stalls.median_step_s, stalls=stalls.count,
+        stall_s=stalls.seconds, robust_time_to_target_s=stalls.robust_time(state.steps_to_target, state.setup_s),
         device=device_name(device) + ("" if device.type == "cuda" else f", {torch.get_num_threads()} threads"),
         torch_version=torch.__version__, git_commit=git_commit(), overrides=overrides, config=ident, curve=state.curve,
         **layout,
