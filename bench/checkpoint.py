@@ -73,7 +73,18 @@ def save_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: Any, sched
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
-    atomic_write(path, lambda f: torch.save(blob, f))
+    atomic_write(path, lambda f: _save(blob, f))
+
+
+def _save(blob: dict[str, Any], f: Any) -> None:
+    """`torch.save`, whose zip writer turns a failed write (OSError: a full disk) into a RuntimeError while it
+    closes: the OSError is raised again, so callers see what went wrong."""
+    try:
+        torch.save(blob, f)
+    except RuntimeError as exc:
+        if isinstance(exc.__context__, OSError):
+            raise exc.__context__ from None
+        raise
 
 
 def remove_checkpoint(path: Path) -> None:

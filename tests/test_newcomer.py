@@ -344,3 +344,19 @@ def test_sigterm_on_a_full_disk_exits_74_with_one_line_and_the_same_command_resu
         assert "Traceback" not in err and not list((disk / "ckpt").glob("*"))  # nothing partial left behind
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_torch_save_on_a_full_disk_raises_the_os_error_not_the_zip_writers():
+    import io
+
+    from bench.checkpoint import _save
+
+    class FullDisk(io.BytesIO):
+        def write(self, b):
+            if self.tell() + len(b) > 1000:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return super().write(b)
+
+    with pytest.raises(OSError) as info:
+        _save({"table": torch.zeros(10000)}, FullDisk())
+    assert info.value.errno == errno.ENOSPC
