@@ -47,7 +47,8 @@ from .config import ConfigError, composition_error, validate, validate_against_d
 from .registry import SAMPLERS
 
 __all__ = ["check_command_line", "preflight", "usable_threads", "available_cores", "available_memory", "Budget",
-           "memory_budget", "sketch_memory", "sketch_bytes", "train_rows", "folder_problem", "group_options", "KNOWN_ROWS", "CONF_DIR"]
+           "memory_budget", "sketch_memory", "sketch_bytes", "train_rows", "folder_problem", "group_options",
+           "KNOWN_ROWS", "KNOWN_DIMS", "CONF_DIR"]
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 GIB = 1024**3
@@ -179,7 +180,7 @@ def sketch_bytes(depth: int, width: int, bits: int, rows: Optional[int] = None, 
     """Bytes a sketch sampler allocates, by part (a part whose size is unknown is left out): the table (depth x
     width x [sum, count] float32), the hash parameters (dim x depth x bits float32), the slots (rows x depth int32),
     with `native` (proposal=sketch) the native draw's index (one int32 item order per row, rows x depth, plus per
-    bucket its start and size int32 and count and 3-float state float32: 24 bytes), and `hashing`, the peak while
+    bucket its start and size int32 and count and 3-float state float32: 24 bytes), and `hashing peak`, the peak while
     the slots are computed (a chunk of <= HASH_CHUNK rows x depth x bits: int64 codes + float32 projections), or
     while the native index is built (int64 sizes and starts per bucket), whichever is larger; it is freed after."""
     parts = {"sketch table": depth * width * 2 * 4}

@@ -360,3 +360,31 @@ def test_torch_save_on_a_full_disk_raises_the_os_error_not_the_zip_writers():
     with pytest.raises(OSError) as info:
         _save({"table": torch.zeros(10000)}, FullDisk())
     assert info.value.errno == errno.ENOSPC
+
+
+RSS_SCRIPT = """
+import resource, sys, torch
+torch.set_num_threads(1)
+from bench import data as datasets
+from bench.config import SketchConfig
+from bench.features import sketch_and_slots
+from bench.preflight import sketch_bytes
+from sketch.samplers import NWSSampler
+depth = int(sys.argv[1])
+data = datasets.load("digits")
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+sketch, slots = sketch_and_slots(SketchConfig(depth=depth), data, seed=0, device="cpu", cache_dir=None)
+next(iter(NWSSampler(sketch, slots, 256, proposal="sketch", refresh_every=4)))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+print(sum(sketch_bytes(depth, 4096, 10, data.num_train, 64, native=True).values()) / peak)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("depth", [500, 2000])
+def test_memory_estimate_matches_the_peak_rss_of_a_real_build_within_1_5x(depth):
+    # digits at the default width and bits: the peak RSS growth of hashing, the slots and the native index
+    p = subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(depth)], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert 1 / 1.5 <= float(p.stdout.split()[-1]) <= 1.5
