@@ -4,6 +4,7 @@
     python -m bench.prepare all --root /data/nws       # every offline dataset (not the Hub ones)
     python -m bench.prepare movielens100k --check      # verify a cache: sha1 of its files, a full read, row counts
     python -m bench.prepare --list                     # names, sources, whether cached, descriptions
+    python -m bench.prepare --clean                    # empty the NWS slots cache (<root>/slots/)
 
 The cache root defaults to `$NWS_DATA` or `~/.cache/nws-bench/data`. Preparing reads an existing cache through
 once: one that cannot be read is rebuilt, with one warning. `--check` changes nothing: it prints `ok` or one
@@ -52,9 +53,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rebuild even if a current cache exists")
     parser.add_argument("--check", action="store_true", help="verify the caches (sha1s, full read) and change nothing")
     parser.add_argument("--list", action="store_true", help="list the datasets and exit")
+    parser.add_argument("--clean", action="store_true", help="empty the NWS slots cache (<root>/slots/, held to "
+                        "paths.slots_cache_gb by runs) and exit")
     args = parser.parse_args(argv)
     if args.list:
         _list(args.root)
+        return 0
+    if args.clean:
+        from bench.data._cache import default_root
+        from bench.build.features import clean_slots, slots_folder
+
+        folder = slots_folder(args.root or default_root())
+        files, size = clean_slots(folder.parent)
+        print(f"removed {files} slots file(s), {size / 2**20:.1f} MiB, from {folder}")
         return 0
     if not args.names:
         parser.error("name at least one dataset (see --list)")

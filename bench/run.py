@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -28,21 +27,23 @@ from omegaconf import DictConfig
 
 from sketch.distributed import distributed_update
 
-from .build.parts import build, build_sampler, layout, load_data, resolved_config, restore, schedule, steps_per_epoch, train_spec
-from .train.checkpoint import checkpoint_path, remove_checkpoint, save_checkpoint, stop_point
-from .config.schemas import validate_against_data
+from .build.features import ModelRekey
+from .build.inputs import RunContext, sampler_options
+from .build.parts import (build, build_sampler, layout, load_data, oversized, resolved_config, restore, schedule,
+                          steps_per_epoch, train_spec)
 from .config.errors import ConfigError
+from .config.preflight import usable_threads
+from .config.schemas import validate_against_data
+from .results.identity import experiment_id, group_id, identity, run_id
+from .results.logger import Progress, run_logger
+from .results.provenance import device_name, git_commit
+from .results.rows import ResultRow, read_rows, row_path, write_row
+from .train.checkpoint import checkpoint_path, periodic, remove_checkpoint, save_checkpoint, stop_point
 from .train.distributed import DistEnv, barrier, broadcast_object, layout_fields, main_first
 from .train.lock import acquire
-from .results.logger import run_logger
-from .config.preflight import usable_threads
-from .build.features import ModelRekey
-from .train.probe import Probe
-from .results.provenance import device_name, git_commit
-from .build.inputs import RunContext, sampler_options
-from .results.rows import ResultRow, read_rows, row_path, write_row
-from .results.identity import experiment_id, group_id, identity, run_id
 from .train.loop import TrainSpec, TrainState, final_metric, train
+from .train.probe import Probe
+from .train.timing import STALL_FACTOR, find_stalls
 
 __all__ = ["run", "output_dir", "result_row"]
 
@@ -84,6 +85,9 @@ def run(cfg: DictConfig, out_dir: Optional[Path] = None) -> ResultRow:
     with main_first():  # rank 0 prepares the dataset cache first
         data = load_data(cfg, device)
     validate_against_data(cfg, data.num_train, data.task, data.y_test)
+    for note in oversized(cfg, data):  # accepted, but not what was asked for: said once, and kept in the row
+        log.warning(note)
+        notes.append(note)
     log.info(f"dataset {data.name}: {data.num_train} train / {data.num_test} test rows, task {data.task} <dataset={cfg.dataset.name}>")
 
     model = build(cfg.model, "model", input_shape=data.input_shape, cardinalities=data.cardinalities,
@@ -93,9 +97,10 @@ def run(cfg: DictConfig, out_dir: Optional[Path] = None) -> ResultRow:
     scheduler = schedule(cfg.trainer.schedule, optimizer, spec.steps_per_epoch * spec.epochs, cfg.trainer.optimizer.lr)
     ctx = RunContext(data=data, model=model, batch_size=local_batch, steps_per_epoch=spec.steps_per_epoch,
                      epochs=spec.epochs, seed=cfg.seed, device=device, cache_dir=cfg.dataset.root,
+                     cache_cap_bytes=int(cfg.paths.slots_cache_gb * 2**30),
                      num_replicas=env.world_size, rank=env.rank)
     sampler, setup_s = build_sampler(cfg, ctx)
-    log.info(f"sampler {cfg.sampler.name} ({sampler.cost}); setup {setup_s:.2f}s <sampler={cfg.sampler.name}>")
+    log.info(f"sampler {cfg.sampler.name}; setup {setup_s:.2f}s <sampler={cfg.sampler.name}>")  # its cost: docs
     trained = model
     if env.distributed:
         trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -122,10 +127,10 @@ def run(cfg: DictConfig, out_dir: Optional[Path] = None) -> ResultRow:
     with run_logger(out, cfg, resolved, rid, enabled=env.is_main) as logger:  # W&B id = run id: a resumed run continues it
         bar = _progress(cfg, spec, state.step, env)
         state = train(trained, optimizer, scheduler, sampler, data, spec, device=device, batch_size=local_batch,
-                      state=state, resumed=resumed, checkpoint=save, feedback=rekey.feedback if rekey else feedback,
+                      state=state, resumed=resumed, checkpoint=periodic(save, ckpt), feedback=rekey.feedback if rekey else feedback,
                       on_epoch=rekey.on_epoch if rekey else None,
                       probe=functools.partial(probe.measure, model, sampler) if probe else None,
-                      on_eval=lambda p: (logger.log_eval(p), bar.set_postfix(metric=f"{p['metric']:.4f}")),
+                      on_eval=lambda p: (logger.log_eval(p), bar.evaluated(p)),
                       on_step=lambda s: bar.update(1), stop=stop_point(save, ckpt, device))
         bar.close()
         row = result_row(cfg, resolved, data, spec, state, sampler, device, {**layout_fields(env, sampler), "warnings": notes})
@@ -164,11 +169,9 @@ def _finished_row(cfg: DictConfig, rid: str, results_dir: Path, out: Path, env: 
     return row
 
 
-def _progress(cfg: DictConfig, spec: TrainSpec, initial: int, env: DistEnv) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=spec.epochs * spec.steps_per_epoch, initial=initial, desc=f"{cfg.dataset.name}/{cfg.sampler.name}",
-                unit="step", disable=not (cfg.progress and env.is_main), leave=False, file=sys.stderr)
+def _progress(cfg: DictConfig, spec: TrainSpec, initial: int, env: DistEnv) -> Progress:
+    return Progress(f"{cfg.dataset.name}/{cfg.sampler.name}", spec.epochs * spec.steps_per_epoch, spec.target_metric,
+                    initial=initial, enabled=cfg.progress and env.is_main)
 
 
 def result_row(cfg: DictConfig, resolved: dict, data: Any, spec: TrainSpec, state: TrainState, sampler: Any,
@@ -178,6 +181,10 @@ def result_row(cfg: DictConfig, resolved: dict, data: Any, spec: TrainSpec, stat
     clock = state.setup_s + state.train_s
     ident = identity(resolved)
     layout = {"skipped_nonfinite": int(getattr(sampler, "skipped_nonfinite", 0)), **layout}  # summed over ranks there
+    stalls = find_stalls(state.curve)
+    if stalls.count:
+        log.warning(f"{stalls.count} evaluation interval(s) ran over {STALL_FACTOR:g}x the median per-step time "
+                    f"({stalls.seconds:.1f} s lost): the machine was busy; robust_time_to_target_s discounts it")
     return ResultRow(
         run_id=run_id(resolved), group_id=group_id(resolved), experiment_id=experiment_id(resolved),
         timestamp=time.strftime("%Y-%m-%dT%H:%M:%S"), dataset=cfg.dataset.name,
@@ -192,6 +199,8 @@ def result_row(cfg: DictConfig, resolved: dict, data: Any, spec: TrainSpec, stat
         sampler_overhead=(state.sampler_s + state.setup_s) / clock if clock > 0 else None,
         steps=state.step, epochs=state.epoch, steps_per_epoch=spec.steps_per_epoch, evals_per_epoch=spec.evals_per_epoch,
         stopped_by_time=state.stopped_by_time, skipped_steps=state.skipped_steps,
+        interval_step_s=stalls.interval_step_s, median_step_s=stalls.median_step_s, stalls=stalls.count,
+        stall_s=stalls.seconds, robust_time_to_target_s=stalls.robust_time(state.steps_to_target, state.setup_s),
         device=device_name(device) + ("" if device.type == "cuda" else f", {torch.get_num_threads()} threads"),
         torch_version=torch.__version__, git_commit=git_commit(), overrides=overrides, config=ident, curve=state.curve,
         **layout,

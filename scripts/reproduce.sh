@@ -47,6 +47,14 @@ export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} HF_DATASETS_OFFLINE=${HF_DATASETS_OFF
 common="device=$DEVICE hydra/launcher=$LAUNCHER progress=false trainer.checkpoint_every_s=0"
 START=$SECONDS
 
+# A busy machine stalls the fair clock (bench.train.timing.find_stalls flags it in every row): say so before hours of runs.
+CORES=$(nproc 2>/dev/null || echo 1)
+LOAD=$(cut -d' ' -f1 "${NWS_LOADAVG:-/proc/loadavg}" 2>/dev/null || echo 0)
+if awk -v l="$LOAD" -v c="$CORES" 'BEGIN { exit !(l > 0.5 * c) }'; then
+  echo "reproduce.sh: warning: load average $LOAD on $CORES core(s), over 0.5 per core: other work will stall the" \
+       "fair clock (rows flag it as stalls; the report's stall-robust times discount it)" >&2
+fi
+
 took() {  # "12 min 5 s" since $1 (seconds)
   local s=$((SECONDS - $1)); echo "$((s / 60)) min $((s % 60)) s"
 }

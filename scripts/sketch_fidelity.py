@@ -79,12 +79,12 @@ def load_data(name: str = "digits", n: int | None = None, seed: int = 0) -> tupl
     return x.contiguous(), values.detach().float().contiguous()
 
 
-def _make_hash(family: str, dim: int, rows: int, seed: int, srp_bits: int, pstable_bits: int, bandwidth: float,
+def _make_hash(family: str, dim: int, depth: int, seed: int, srp_bits: int, pstable_bits: int, bandwidth: float,
                device: str):
     if family == "srp":
-        return SRPHash(dim=dim, rows=rows, bits=srp_bits, seed=seed, device=device)
+        return SRPHash(dim=dim, depth=depth, bits=srp_bits, seed=seed, device=device)
     if family == "pstable":
-        return PStableHash(dim=dim, rows=rows, bits=pstable_bits, bandwidth=bandwidth, seed=seed, device=device)
+        return PStableHash(dim=dim, depth=depth, bits=pstable_bits, bandwidth=bandwidth, seed=seed, device=device)
     raise ValueError(f"family must be 'srp' or 'pstable', got {family!r}")
 
 

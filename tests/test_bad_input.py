@@ -42,7 +42,7 @@ BAD = [
     (["trainer.target_metric=f1"], "<trainer.target_metric='f1'> is not allowed: one of accuracy, auc, logloss, mse"),
     (["trainer.schedule=step"], "<trainer.schedule='step'> is not allowed: one of constant, cosine, onecycle"),
     (["trainer.max_time_s=0"], "<trainer.max_time_s=0.0> is not allowed: a finite number > 0 or null"),
-    (["seed=-1"], "<seed=-1> is not allowed: an integer >= 0"),
+    (["seed=-1"], "<seed=-1> is not allowed: an integer in [0, 4294967295]"),
     (["device=tpu"], "<device='tpu'> is not allowed: one of auto, cpu, cuda"),
     (["logger.wandb.mode=loud"], "<logger.wandb.mode='loud'> is not allowed: one of online, offline, disabled"),
     (["dataset.train_size=0"], "<dataset.train_size=0> is not allowed: an integer >= 1"),
@@ -172,6 +172,7 @@ def test_bad_command_lines_exit_2_with_one_error_line_and_no_traceback(tmp_path)
         assert [line for line in lines if line.startswith("error:")] == [lines[-1]], (extra, err)
         assert lines[-1].startswith(expected.format(tmp=tmp_path)), (extra, lines[-1])
         assert not (tmp_path / f"sweep{i}").exists(), extra  # no job of a sweep started
+        assert not (tmp_path / f"out{i}").exists(), extra  # a refused run leaves no output folder (issue 20)
         if "auc" in expected:  # the preflight made the folders; the run stopped before writing anything
             assert not [p for p in (tmp_path / f"results{i}").rglob("*") if p.is_file()]
         else:

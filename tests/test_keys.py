@@ -48,10 +48,12 @@ def test_label_buckets_keep_classes_apart(tmp_path):
     assert not torch.equal(plain, slots)  # and the cache tells the two apart
 
 
-def test_label_buckets_refuse_a_regression_target():
+def test_label_buckets_apply_only_where_there_are_classes():
+    # the default (label_buckets=true) must work on every shipped dataset: a regression target has one set of buckets
     data = SimpleNamespace(task="regression", name="r", y_train=torch.zeros(3))
-    with pytest.raises(ValueError, match="label_buckets needs class labels"):
-        label_groups(data, KeyConfig(label_buckets=True))
+    assert label_groups(data, KeyConfig(label_buckets=True)) is None
+    classes = SimpleNamespace(task="multiclass", name="c", y_train=torch.tensor([0.0, 2.0, 1.0]))
+    assert label_groups(classes, KeyConfig(label_buckets=True)).tolist() == [0, 2, 1]
 
 
 def test_model_keys_are_rehashed_every_k_epochs_and_the_sketch_refilled_from_the_last_losses():

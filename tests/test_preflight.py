@@ -71,12 +71,14 @@ def test_the_sweep_files_params_are_enumerated_and_the_command_line_wins(tmp_pat
     configs = check_command_line(argv)
     assert len(configs) == 9 and {(c.seed, c.sketch.bits) for c in configs} == {(0, 4)}
     assert {(c.sketch.depth, c.sketch.width) for c in configs} == {(d, w) for d in (4, 16, 64) for w in (64, 1024, 16384)}
-    # a budget of 1.5 MiB: the two largest tables (16 x 16384 and 64 x 16384, 2 and 8 MiB) are refused, by name
-    msg = _refused([*argv, "memory_budget_gb=0.0015"])
+    # a budget of 10 MiB: the two largest sketches (16 x 16384 and 64 x 16384, 12 and 48 MiB) are refused, by name
+    msg = _refused([*argv, "memory_budget_gb=0.01"])
     assert msg.startswith("2 bad values in this sweep of 9 jobs: <sketch.depth=16 sketch.width=16384> is not allowed: "
-                          "it needs 2.0 MiB (sketch table 2.0 MiB + slots of 600 rows 37.5 KiB)")
-    assert ("<sketch.depth=64 sketch.width=16384> is not allowed: it needs 8.1 MiB (sketch table 8.0 MiB + slots of 600 "
-            "rows 150.0 KiB), over the memory budget of 1.5 MiB (memory_budget_gb=0.0015)") in msg
+                          "it needs 12.1 MiB (sketch table 2.0 MiB + slots of 600 rows 37.5 KiB + native draw index "
+                          "6.0 MiB + hashing peak 4.0 MiB)")
+    assert ("<sketch.depth=64 sketch.width=16384> is not allowed: it needs 48.3 MiB (sketch table 8.0 MiB + slots of 600 "
+            "rows 150.0 KiB + native draw index 24.1 MiB + hashing peak 16.0 MiB), over the memory budget of 10.2 MiB "
+            "(memory_budget_gb=0.01)") in msg
 
 
 def test_beyond_max_compositions_each_config_group_choice_is_composed_once(tmp_path, monkeypatch):
@@ -94,12 +96,14 @@ def test_beyond_max_compositions_each_config_group_choice_is_composed_once(tmp_p
 def test_a_sketch_larger_than_the_memory_budget_is_refused_with_one_line(tmp_path):
     # the issue's two cases: an allocation traceback and an OOM kill, now one line each before anything starts
     wide = _refused([*UNSHAPED, "sketch.width=10000000000", *_where(tmp_path)])  # depth 8, the default
-    assert wide.startswith("<sketch.width=10000000000> is not allowed: it needs 596.0 GiB (sketch table 596.0 GiB + "
-                           "slots of 600 rows 18.8 KiB), over the memory budget of ")
+    assert wide.startswith("<sketch.width=10000000000> is not allowed: it needs 3,576.3 GiB (sketch table 596.0 GiB + "
+                           "slots of 600 rows 18.8 KiB + native draw index 1,788.1 GiB + hashing peak 1,192.1 GiB), "
+                           "over the memory budget of ")
     assert "GiB available here; set memory_budget_gb to change it)" in wide
     deep = _refused(["sketch.depth=1000000", *_where(tmp_path)])  # the default dataset: 80,000 training rows
-    assert deep.startswith("<sketch.depth=1000000> is not allowed: it needs 328.5 GiB (sketch table 30.5 GiB + slots "
-                           "of 80,000 rows 298.0 GiB), over the memory budget of ")
+    assert deep.startswith("<sketch.depth=1000000> is not allowed: it needs 8,042.3 GiB (sketch table 30.5 GiB + slots "
+                           "of 80,000 rows 298.0 GiB + native draw index 389.6 GiB + hashing peak 7,324.2 GiB), over "
+                           "the memory budget of ")
     over = _refused([*UNSHAPED, "sketch.width=100000", "memory_budget_gb=0.001", *_where(tmp_path)])
     assert over.endswith("over the memory budget of 1.0 MiB (memory_budget_gb=0.001)")
     assert not list(tmp_path.iterdir())
@@ -209,10 +213,16 @@ def cli(monkeypatch, tmp_path):
 @pytest.mark.parametrize("extra,expected", [
     (["-m", "sketch.width=64,-1"], "error: <sketch.width=-1> is not allowed: width must be an integer >= 1, got -1"),
     (["-m", "sketch.width=-1,64"], "error: <sketch.width=-1> is not allowed: width must be an integer >= 1, got -1"),
-    (["sketch.width=10000000000"], "error: <sketch.width=10000000000> is not allowed: it needs 596.0 GiB"),
+    (["sketch.width=10000000000"], "error: <sketch.width=10000000000> is not allowed: it needs 3,576.3 GiB"),
     (["+seeed=3"], "error: <seeed=3> is not allowed: the config has no such key"),
     (["resume=no"], "error: <resume=no> is not allowed: true or false"),
     (["resume=maybe"], "error: <resume=maybe> is not allowed: true or false"),
+    # issue 20: optional groups with no such file, an overflowing seed, an unquoted non-ASCII value
+    (["experiment=mnist_mpl"], "error: <experiment=mnist_mpl> is not allowed: one of adult, avazu, criteo,"),
+    (["-m", "sweep=foo"], "error: <sweep=foo> is not allowed: one of dev, dev_baselines,"),
+    (["seed=1180591620717411303424"], "error: <seed=1180591620717411303424> is not allowed: an integer in [0, 4294967295]"),
+    (["dataset.name=café"], "error: <dataset.name=café> is not allowed: Hydra's override grammar reads unquoted values "
+                            "in ASCII only; quote it: 'dataset.name=\"café\"'"),
 ])
 def test_the_cli_refuses_with_one_line_and_status_2_before_anything_starts(cli, capsys, tmp_path, extra, expected):
     flags = [e for e in extra if e.startswith("-")]
@@ -223,7 +233,7 @@ def test_the_cli_refuses_with_one_line_and_status_2_before_anything_starts(cli, 
 
 def test_the_cli_refuses_the_sizes_of_the_issue_on_the_default_dataset(cli, capsys, tmp_path):
     status, lines = cli(["sketch.depth=1000000", *_where(tmp_path)], capsys)
-    assert status == 2 and lines[-1].startswith("error: <sketch.depth=1000000> is not allowed: it needs 328.5 GiB")
+    assert status == 2 and lines[-1].startswith("error: <sketch.depth=1000000> is not allowed: it needs 8,042.3 GiB")
     assert not list(tmp_path.iterdir())
 
 

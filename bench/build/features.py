@@ -9,8 +9,9 @@ The key of an item (`sketch.key`, bench.config.schemas.KeyConfig):
   one code path, so a key here is what `NWSSampler.from_features` would hash);
 - optionally with the scaled one-hot label appended (`with_label`), or with one set of buckets per class
   (`label_buckets`: the label is folded into the buckets, `NWSketch.slots(x, groups=labels)`).
-Raw and projected keys do not change, so the slots of all N items are computed once and cached on disk, keyed by
-everything that determines them.
+Raw and projected keys do not change, so the slots of all N items are computed once and cached on disk
+(`<data cache>/slots/`), keyed by everything that determines them; the cache is held to `paths.slots_cache_gb` by
+removing the least recently used files, and `python -m bench.prepare --clean` empties it.
 
     sketch, slots = sketch_and_slots(cfg_sketch, data, seed=0, device="cpu", cache_dir=root)   # what NWS needs
     rekey = ModelRekey(sampler, model, data, cfg_sketch.key, seed=0)   # input=model: on_epoch + feedback hooks
@@ -36,7 +37,7 @@ CHUNK_ROWS = 1 << 20  # above this many training items, keys are made and hashed
 HASH_CHUNK_ROWS = 1 << 17  # rows per chunk then (~130k rows x d float64 keys in memory at a time)
 
 __all__ = ["hash_keys", "label_groups", "build_sketch", "cached_slots", "sketch_and_slots", "ChunkedKeys",
-           "chunked_slots", "ModelRekey", "CHUNK_ROWS"]
+           "chunked_slots", "ModelRekey", "CHUNK_ROWS", "slots_folder", "evict_slots", "clean_slots"]
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -100,11 +101,10 @@ def hash_keys(data: Any, key: Any, *, seed: int, model: Optional[torch.nn.Module
 
 
 def label_groups(data: Any, key: Any) -> Optional[torch.Tensor]:
-    """The group of every training item for `label_buckets` (its class), or None when the key does not use them."""
-    if not key.label_buckets:
+    """The group of every training item for `label_buckets` (its class), or None when the key does not use them or
+    the task has no classes (regression: one set of buckets, so the default works on every dataset)."""
+    if not key.label_buckets or data.task == "regression":
         return None
-    if data.task == "regression":
-        raise ValueError(f"label_buckets needs class labels, but dataset {data.name!r} is a regression task")
     return data.y_train.long()
 
 
@@ -135,6 +135,47 @@ def _cache_key(sketch: NWSketch, keys: torch.Tensor, tag: str, extra: dict[str, 
     return hashlib.sha1(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def slots_folder(cache_dir: str | Path) -> Path:
+    """Where the slots cache lives under a data cache root (`<root>/slots/`)."""
+    return Path(cache_dir) / "slots"
+
+
+def _cached_files(folder: Path) -> list[tuple[float, int, Path]]:
+    """(last use, bytes, path) of every cached slots file in `folder`, least recently used first."""
+    found = []
+    for p in folder.glob("*.pt"):
+        try:
+            st = p.stat()
+        except OSError:  # removed meanwhile by another process
+            continue
+        found.append((st.st_mtime, st.st_size, p))
+    return sorted(found)
+
+
+def evict_slots(folder: Path, cap_bytes: int, keep: Optional[Path] = None) -> int:
+    """Remove the least recently used slots files in `folder` (reads touch a file) until the rest fit in
+    `cap_bytes`, never `keep`; return the bytes removed."""
+    files = _cached_files(folder)
+    total, freed = sum(size for _, size, _ in files), 0
+    for _, size, path in files:
+        if total - freed <= cap_bytes:
+            break
+        if path != keep:
+            path.unlink(missing_ok=True)
+            freed += size
+    return freed
+
+
+def clean_slots(cache_dir: str | Path) -> tuple[int, int]:
+    """Empty the slots cache under `cache_dir` (`python -m bench.prepare --clean`): (files, bytes) removed."""
+    files = _cached_files(slots_folder(cache_dir))
+    for _, _, path in files:
+        path.unlink(missing_ok=True)
+    for leftover in slots_folder(cache_dir).glob("*.tmp"):  # killed writes
+        leftover.unlink(missing_ok=True)
+    return len(files), sum(size for _, size, _ in files)
+
+
 def cached_slots(
     sketch: NWSketch,
     keys: torch.Tensor,
@@ -143,21 +184,31 @@ def cached_slots(
     extra: Optional[dict[str, Any]] = None,
     chunk: int = 65536,
     groups: Optional[torch.Tensor] = None,
+    cap_bytes: Optional[int] = None,
 ) -> torch.Tensor:
     """Return int32 slots [N, L] of `keys` under `sketch`, from `cache_dir` when computed before.
 
-    A cached file that cannot be read or does not hold int32 [N, L] slots in range is recomputed and rewritten,
-    with one warning."""
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / "slots" / f"{_cache_key(sketch, keys, tag, extra or {})}.pt"
-        if path.is_file():
-            cached = _read_slots(path, sketch, len(keys))
-            if cached is not None:
-                return cached
-    slots = features_to_slots(sketch, keys, chunk, groups)
-    if path is not None:
+    The cache holds at most `cap_bytes` (None: no cap): after a new file is written, the least recently used
+    others are removed until the folder fits (slots larger than the cap alone are not cached). A cached file that
+    cannot be read or does not hold int32 [N, L] slots in range is recomputed and rewritten, with one warning."""
+    path = None if cache_dir is None else slots_folder(cache_dir) / f"{_cache_key(sketch, keys, tag, extra or {})}.pt"
+    return _cached(path, sketch, len(keys), lambda: features_to_slots(sketch, keys, chunk, groups), cap_bytes)
+
+
+def _cached(path: Optional[Path], sketch: NWSketch, n: int, compute: Callable[[], torch.Tensor],
+            cap_bytes: Optional[int]) -> torch.Tensor:
+    """The slots at `path` when they are there and sound (marked as used), else `compute()`, written to `path`
+    (when it fits `cap_bytes`, evicting the least recently used others)."""
+    if path is not None and path.is_file():
+        cached = _read_slots(path, sketch, n)
+        if cached is not None:
+            path.touch()  # its last use: what eviction goes by
+            return cached
+    slots = compute()
+    if path is not None and (cap_bytes is None or slots.numel() * 4 <= cap_bytes):
         atomic_write(path, lambda f: torch.save(slots.cpu(), f))
+        if cap_bytes is not None:
+            evict_slots(path.parent, cap_bytes, keep=path)
     return slots
 
 
@@ -180,23 +231,25 @@ def _read_slots(path: Path, sketch: NWSketch, n: int) -> Optional[torch.Tensor]:
 
 
 def sketch_and_slots(spec: Any, data: Any, *, seed: int, device: torch.device | str, cache_dir: Optional[str],
-                     model: Optional[torch.nn.Module] = None, chunk_rows: int = CHUNK_ROWS) -> tuple[NWSketch, torch.Tensor]:
+                     model: Optional[torch.nn.Module] = None, chunk_rows: int = CHUNK_ROWS,
+                     cache_cap_bytes: Optional[int] = None) -> tuple[NWSketch, torch.Tensor]:
     """Return an empty sketch shaped by `spec` (the `sketch` config group as a plain object: family, depth,
     width, bits, bandwidth, decay, key) and the int32 slots [N, L] of `data`'s training items on `device`
-    (model features are not cached: they change as the model learns). Above `chunk_rows` training items the raw
-    or projected keys are made and hashed chunk by chunk (`ChunkedKeys`), never as one [N, d] matrix."""
+    (model features are not cached: they change as the model learns; the cache holds `cache_cap_bytes` at most).
+    Above `chunk_rows` training items the raw or projected keys are made and hashed chunk by chunk
+    (`ChunkedKeys`), never as one [N, d] matrix."""
     groups = label_groups(data, spec.key)
     extra = {"key": asdict(spec.key), "rows": data.num_train}
     if spec.key.input != "model" and data.num_train > chunk_rows:  # never the whole [N, d] key matrix at once
         keys = ChunkedKeys(data, spec.key, seed, min(chunk_rows, HASH_CHUNK_ROWS))
         sketch = build_sketch(keys.dim, spec.family, spec.depth, spec.width, spec.bits, spec.bandwidth, spec.decay,
                               seed=seed, device=device)
-        return sketch, chunked_slots(sketch, keys, cache_dir, data.name, extra, groups).to(device)
+        return sketch, chunked_slots(sketch, keys, cache_dir, data.name, extra, groups, cache_cap_bytes).to(device)
     keys = hash_keys(data, spec.key, seed=seed, model=model)
     sketch = build_sketch(keys.shape[1], spec.family, spec.depth, spec.width, spec.bits, spec.bandwidth, spec.decay,
                           seed=seed, device=device)
     where = None if spec.key.input == "model" else cache_dir
-    slots = cached_slots(sketch, keys, where, tag=data.name, extra=extra, groups=groups)
+    slots = cached_slots(sketch, keys, where, tag=data.name, extra=extra, groups=groups, cap_bytes=cache_cap_bytes)
     return sketch, slots.to(device)
 
 
@@ -242,25 +295,22 @@ class ChunkedKeys:
 
 
 def chunked_slots(sketch: NWSketch, keys: ChunkedKeys, cache_dir: Optional[str], tag: str, extra: dict[str, Any],
-                  groups: Optional[torch.Tensor] = None) -> torch.Tensor:
+                  groups: Optional[torch.Tensor] = None, cap_bytes: Optional[int] = None) -> torch.Tensor:
     """`cached_slots` for keys made chunk by chunk: int32 slots [N, L], from `cache_dir` when computed before."""
     n = keys.data.num_train
     probe = keys.rows(torch.arange(0, n, max(1, n // 1000)))
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / "slots" / f"{_cache_key(sketch, probe, tag, extra, shape=[n, keys.dim])}.pt"
-        if path.is_file():
-            cached = _read_slots(path, sketch, n)
-            if cached is not None:
-                return cached
-    out = torch.empty(n, sketch.depth, dtype=torch.int32)
-    for start in range(0, n, keys.chunk_rows):
-        rows = slice(start, start + keys.chunk_rows)
-        group = None if groups is None else groups[rows]
-        out[rows] = features_to_slots(sketch, keys.rows(rows), groups=group).cpu()
-    if path is not None:
-        atomic_write(path, lambda f: torch.save(out, f))
-    return out
+    key = _cache_key(sketch, probe, tag, extra, shape=[n, keys.dim])
+    path = None if cache_dir is None else slots_folder(cache_dir) / f"{key}.pt"
+
+    def compute() -> torch.Tensor:
+        out = torch.empty(n, sketch.depth, dtype=torch.int32)
+        for start in range(0, n, keys.chunk_rows):
+            rows = slice(start, start + keys.chunk_rows)
+            group = None if groups is None else groups[rows]
+            out[rows] = features_to_slots(sketch, keys.rows(rows), groups=group).cpu()
+        return out
+
+    return _cached(path, sketch, n, compute, cap_bytes)
 
 
 class ModelRekey:

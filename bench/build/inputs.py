@@ -47,6 +47,7 @@ class RunContext:
     seed: int
     device: torch.device
     cache_dir: Optional[str] = None  # where the NWS slots cache lives
+    cache_cap_bytes: Optional[int] = None  # the most the slots cache may hold (least recently used files go first)
     num_replicas: int = 1
     rank: int = 0
     sketch: Any = None  # the `sketch` group as a plain object (bench.config.schemas.SketchConfig), for providers that read it
@@ -189,5 +190,5 @@ def sketch_inputs(ctx: RunContext) -> dict:
 
     with main_first():  # under DDP rank 0 hashes and writes the slots cache; the others read the same bits
         sketch, slots = sketch_and_slots(ctx.sketch, ctx.data, seed=ctx.seed, device=ctx.device, cache_dir=ctx.cache_dir,
-                                         model=ctx.model)
+                                         model=ctx.model, cache_cap_bytes=ctx.cache_cap_bytes)
     return {"sketch": sketch, "slots": slots}

@@ -33,7 +33,7 @@ LABEL_NOISE_SEED = 0  # dataset.label_noise's noisy items and labels: one draw p
 
 log = logging.getLogger("bench.build.parts")
 
-__all__ = ["layout", "load_data", "resolved_config", "build", "schedule", "build_sampler", "train_spec",
+__all__ = ["layout", "load_data", "oversized", "resolved_config", "build", "schedule", "build_sampler", "train_spec",
            "steps_per_epoch", "restore"]
 
 
@@ -69,6 +69,17 @@ def load_data(cfg: DictConfig, device: torch.device) -> Any:
     return data.to(device)
 
 
+def oversized(cfg: DictConfig, data: Any) -> list[str]:
+    """One warning per `dataset.train_size` / `test_size` larger than the split it subsets (all its rows are used)."""
+    notes = []
+    for key, rows in (("train_size", data.num_train), ("test_size", data.num_test)):
+        asked = cfg.dataset.get(key)
+        if asked is not None and asked > rows:
+            notes.append(f"<dataset.{key}={asked}> is more than the {rows:,} rows of {data.name}'s "
+                         f"{key.split('_')[0]} split: using all {rows:,}")
+    return notes
+
+
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config that identifies a run (`bench.results.identity`), goes into its row and into W&B.
 
@@ -86,7 +97,8 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(exc.config_line()) from None
     if cfg.dataset.metric == "auto":
         cfg.dataset.metric = TABLE_METRICS[meta["task"]]
-    log.info(f"{datasets.describe_table(meta)}; metric {cfg.trainer.target_metric}; content {fingerprint} "
+    source = Path(options["path"]).name  # the file read now: the cache (keyed by content) may name another
+    log.info(f"{datasets.describe_table(meta, source=source)}; metric {cfg.trainer.target_metric}; content {fingerprint} "
              f"<dataset=table dataset.path={options['path']}>")
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for key in ("path", "test_path"):

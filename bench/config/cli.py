@@ -13,6 +13,8 @@ Exit status (what a scheduler or a wrapper script can act on):
 - 128 + the signal's number, 143 for SIGTERM (SLURM preemption, `kill`, `docker stop`) and 130 for SIGINT (Ctrl-C):
   stopped after a whole step with a checkpoint, W&B finished marked preempted, the rest of a sweep not started
   (`bench.train.checkpoint`); the same command resumes. Under torchrun every rank stops after the same step;
+- 74 (EX_IOERR): stopped on such a signal, but its checkpoint could not be written (a full disk): the previous
+  checkpoint is kept, and the same command resumes from it;
 - 1: anything else (a crash, with its traceback).
 """
 from __future__ import annotations
@@ -20,8 +22,10 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shutil
 import signal
 import sys
+from pathlib import Path
 from typing import Any, Callable, NoReturn, Optional
 
 import hydra
@@ -55,14 +59,16 @@ def job(run: Callable[[DictConfig], Any], cfg: DictConfig) -> Optional[float]:
         _fail(exc)
     signum = agreed_signal()
     if signum:  # the signal came between two jobs of a sweep: start no more
-        _stopped(f"{signal.Signals(signum).name} before {_job()} started", signum)
+        _stopped(f"{signal.Signals(signum).name} before {_job()} started", exit_status(signum))
     try:
         validate(cfg)
         row = run(cfg)
     except ConfigError as exc:
+        _discard_output_dir()
         _fail(exc)
     except RunLocked as exc:
         if not _multirun():
+            _discard_output_dir()
             _say(f"error: {exc}")
             sys.exit(EXIT_LOCKED)
         log.warning(f"{_job()} left to the process that runs it: {exc}")
@@ -70,8 +76,8 @@ def job(run: Callable[[DictConfig], Any], cfg: DictConfig) -> Optional[float]:
         return None
     except Preempted as exc:
         rest = "; the jobs after it were not started" if _multirun() else ""
-        _stopped(f"{signal.Signals(exc.signum).name} after step {exc.step} of {_job()}; checkpoint {exc.checkpoint} "
-                 f"written{rest}", exc.signum)
+        _stopped(f"{signal.Signals(exc.signum).name} after step {exc.step} of {_job()}; {exc.saved()}{rest}",
+                 exc.exit_code)
     if row.world_size == 1 or torch.distributed.get_rank() == 0:  # rank 0 speaks for the job
         print(row.summary_table())
         print(f"row: {row.path(cfg.paths.results_dir)}")
@@ -86,16 +92,37 @@ def _job() -> str:
     return f"job #{HydraConfig.get().job.num} of the sweep" if _multirun() else "the run"
 
 
+def _discard_output_dir() -> None:
+    """Remove the output folder Hydra made for a single run that was refused (`outputs/<date>/<time>/`), when it
+    holds only Hydra's own files, and the date folders left empty: a refused command leaves nothing behind."""
+    if not HydraConfig.initialized() or _multirun():
+        return
+    hydra = HydraConfig.get()
+    out = Path(hydra.runtime.output_dir)
+    own = {".hydra", f"{hydra.job.name}.log"}
+    if not out.is_dir() or any(p.name not in own for p in out.iterdir()):
+        return
+    shutil.rmtree(out, ignore_errors=True)
+    cwd = Path.cwd().absolute()
+    for parent in out.absolute().parents:
+        if parent == cwd or cwd not in parent.parents:
+            break
+        try:
+            parent.rmdir()  # only when empty
+        except OSError:
+            break
+
+
 def _say(line: str) -> None:
     """Print one line on stderr, from rank 0 only under torchrun."""
     if os.environ.get("RANK", "0") == "0":
         print(line, file=sys.stderr, flush=True)
 
 
-def _stopped(what: str, signum: int) -> NoReturn:
-    _say(f"stopped: {what}; run the same command to resume (exit status {exit_status(signum)})")
+def _stopped(what: str, status: int) -> NoReturn:
+    _say(f"stopped: {what}; run the same command to resume (exit status {status})")
     cleanup()  # every rank stopped at the same point: the process group can be torn down
-    sys.exit(exit_status(signum))
+    sys.exit(status)
 
 
 def _fail(exc: ConfigError) -> NoReturn:

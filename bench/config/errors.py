@@ -92,4 +92,12 @@ def composition_error(exc: BaseException, overrides: Sequence[str]) -> str:
             return f"<{override}> is not allowed: {parent} has no key {key.rpartition('.')[2]!r}; its keys: {known}"
         hint = ("; a table's target column is dataset.label" if key == "dataset.target" and "convert" in reason else "")
         return f"<{override}> is not allowed: {reason}{hint}"
-    return _one_line(exc) + (f" ({_one_line(cause)})" if cause is not None else "")
+    line = _one_line(exc) + (f" ({_one_line(cause)})" if cause is not None else "")
+    if "LexerNoViableAlt" in line or "token recognition error" in line:  # e.g. an unquoted non-ASCII value
+        bad = next((o for o in overrides if not o.isascii()), None)
+        if bad is None:
+            return line + "; quote a value with spaces or special characters: 'key=\"value\"'"
+        key, _, value = bad.partition("=")
+        return (f"<{bad}> is not allowed: Hydra's override grammar reads unquoted values in ASCII only; quote it: "
+                f"'{key}=\"{value}\"'")
+    return line

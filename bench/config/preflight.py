@@ -15,8 +15,9 @@ every job's sketch is held to the budget if any job's sampler reads one. For eac
 - booleans on the command line take only true or false (OmegaConf alone would read yes/no/on/off/1/0);
 - where the dataset's size is known before loading (its prepared cache's metadata, the generator's options, or
   KNOWN_ROWS for the offline datasets), the checks that need it (`validate_against_data`: batch size, metric);
-- memory: for a sampler that reads the sketch, the table (depth x width x 2 float32) and the slots (N x depth int32,
-  where N is known) against `memory_budget_gb` (GiB; default: BUDGET_FRACTION of the memory available now, or of a
+- memory: for a sampler that reads the sketch, `sketch_bytes`: the table (depth x width x 2 float32), the hash
+  parameters, the slots (N x depth int32, where N is known), the native draw's index and the peak while hashing,
+  against `memory_budget_gb` (GiB; default: BUDGET_FRACTION of the memory available now, or of a
   SLURM launcher's `mem_gb`), and depth x width < 2**31 (the slots are int32);
 - folders: results (with runs/ and ckpt/), the data cache (`dataset.root`) and Hydra's output folder can be created
   and written to, checked without creating anything; `preflight` then creates the results and data folders.
@@ -41,20 +42,25 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.nodes import BooleanNode
 
-from .. import data as datasets
-from .schemas import validate, validate_against_data
-from .errors import ConfigError, composition_error
 from sketch.samplers import SAMPLERS
 
+from .. import data as datasets
 from ..build.inputs import reads
+from .errors import ConfigError, composition_error
+from .schemas import validate, validate_against_data
 
 __all__ = ["check_command_line", "preflight", "usable_threads", "available_cores", "available_memory", "Budget",
-           "memory_budget", "sketch_memory", "train_rows", "folder_problem", "KNOWN_ROWS", "CONF_DIR"]
+           "memory_budget", "sketch_memory", "sketch_bytes", "train_rows", "folder_problem", "group_options",
+           "KNOWN_ROWS", "KNOWN_DIMS", "CONF_DIR"]
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 GIB = 1024**3
 BUDGET_FRACTION = 0.5  # of the available memory: the data, the model and the hashing need the rest
 MAX_COMBINATIONS = 1000  # of values: beyond it, every value of every axis once
+# Dimension of the raw hash keys of the offline datasets whose inputs are all numeric (the hash parameters' size).
+KNOWN_DIMS = {"digits": 64, "mnist": 784, "mnist_subset": 784, "fashion_mnist": 784, "california_housing": 8, "kdd04": 74}
+HASH_CHUNK = 65536  # rows hashed at once (sketch.samplers.features_to_slots' default chunk)
+OPTIONAL_GROUPS = ("experiment", "sweep")  # `optional` in conf/config.yaml: an unknown name must be refused here
 MAX_COMPOSITIONS = 16  # of config-group choices (each composed, ~0.1 s): beyond it, every choice once
 # Training rows and task of the offline datasets with their default options (README's table), for sizes before the
 # dataset is prepared; a prepared cache's metadata takes precedence.
@@ -172,26 +178,50 @@ def _gib(n: float) -> str:
     return f"{n / 2**10:,.1f} KiB"
 
 
+def sketch_bytes(depth: int, width: int, bits: int, rows: Optional[int] = None, dim: Optional[int] = None,
+                 native: bool = False) -> dict[str, int]:
+    """Bytes a sketch sampler allocates, by part (a part whose size is unknown is left out): the table (depth x
+    width x [sum, count] float32), the hash parameters (dim x depth x bits float32), the slots (rows x depth int32),
+    with `native` (proposal=sketch) the native draw's index (one int32 item order per row, rows x depth, plus per
+    bucket its start and size int32 and count and 3-float state float32: 24 bytes), and `hashing peak`, the peak while
+    the slots are computed (a chunk of <= HASH_CHUNK rows x depth x bits: int64 codes + float32 projections), or
+    while the native index is built (int64 sizes and starts per bucket), whichever is larger; it is freed after."""
+    parts = {"sketch table": depth * width * 2 * 4}
+    if dim:
+        parts["hash parameters"] = dim * depth * bits * 4
+    if rows:
+        parts["slots"] = rows * depth * 4
+    build = 0
+    if native and rows:
+        parts["native draw index"] = rows * depth * 4 + depth * width * 24
+        build = depth * width * 16
+    if rows:
+        parts["hashing peak"] = max(min(rows, HASH_CHUNK) * depth * bits * 12, build)
+    return parts
+
+
 def sketch_memory(cfg: DictConfig, rows: Optional[int], budget: Budget, named: tuple[str, ...] = (),
                   always: bool = False) -> Optional[str]:
     """One line when the sketch of a sampler that reads it (`always`: of any sampler) does not fit: depth x width >=
-    2**31, or the table (depth x width x 2 float32) plus the slots (`rows` x depth int32; left out when `rows` is
-    None, and the line says so) over `budget`; None when it fits. The line names the keys in `named` among depth and
-    width (else both)."""
+    2**31, or `sketch_bytes` over `budget` (the slots, the native index and the hashing peak left out when `rows` is
+    None, and the line says so); None when it fits. The line names the keys in `named` among depth and width (else
+    both)."""
     if not always and "sketch" not in reads(cfg.sampler.name):
         return None
     depth, width = cfg.sketch.depth, cfg.sketch.width
     keys = [k for k in ("sketch.depth", "sketch.width") if k in named] or ["sketch.depth", "sketch.width"]
     what = "<" + " ".join(f"{k}={depth if k.endswith('depth') else width}" for k in keys) + "> is not allowed"
-    table = depth * width * 2 * 4
-    slots = rows * depth * 4 if rows else 0
-    if budget.bytes is None or table + slots <= budget.bytes:
+    dim = KNOWN_DIMS.get(cfg.dataset.name) if cfg.sketch.key.input == "raw" else None
+    parts = sketch_bytes(depth, width, cfg.sketch.bits, rows, dim, native=cfg.sampler.get("proposal") == "sketch")
+    total = sum(parts.values())
+    if budget.bytes is None or total <= budget.bytes:
         if depth * width >= 2**31:
             return f"{what}: depth x width = {depth * width:,} must be < 2**31 (the slots are int32)"
         return None
-    parts = f"sketch table {_gib(table)}" + (f" + slots of {rows:,} rows {_gib(slots)}" if rows else
-                                            f"; its slots not counted: the size of dataset {cfg.dataset.name} is unknown before loading")
-    return f"{what}: it needs {_gib(table + slots)} ({parts}), over the memory budget of {_gib(budget.bytes)} ({budget.source})"
+    text = " + ".join(f"{name if name != 'slots' else f'slots of {rows:,} rows'} {_gib(n)}" for name, n in parts.items())
+    if not rows:
+        text += f"; its slots not counted: the size of dataset {cfg.dataset.name} is unknown before loading"
+    return f"{what}: it needs {_gib(total)} ({text}), over the memory budget of {_gib(budget.bytes)} ({budget.source})"
 
 
 # -- folders --------------------------------------------------------------------------------------------------
@@ -291,9 +321,12 @@ class _Composer:
 
     def parse(self, overrides: list[str]) -> list[Any]:
         try:
-            return self._parser.parse_overrides(list(overrides))
+            parsed = self._parser.parse_overrides(list(overrides))
         except HydraException as exc:
             raise ConfigError(composition_error(exc, overrides)) from None
+        for o in parsed:
+            _check_optional_group(o)
+        return parsed
 
     def compose(self, overrides: list[str]) -> DictConfig:
         from hydra import compose
@@ -364,6 +397,25 @@ class _Composer:
         values, all_values = _settings(axes, [i for i, c in enumerate(choice) if not c], MAX_COMBINATIONS)
         jobs = [[{**g, **v}.get(i, a[0]) for i, a in enumerate(axes)] for g in groups for v in values]
         return jobs, all_groups and all_values
+
+
+def group_options(group: str) -> list[str]:
+    """The options of config group `group` (conf/<group>/, subfolders as `sub/name`), sorted."""
+    root = CONF_DIR / group
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+
+
+def _check_optional_group(o: Any) -> None:
+    """Refuse an `experiment=` or `sweep=` value with no file: those groups are optional in conf/config.yaml, so
+    Hydra would silently run the default job instead (and the row would still carry the unknown name)."""
+    group = o.key_or_group.lstrip("+~")
+    if group not in OPTIONAL_GROUPS or o.is_delete() or o.package is not None:
+        return
+    values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+    choices = group_options(group)
+    for value in values:
+        if value not in choices and value != "null":
+            raise ConfigError(f"<{group}={value}> is not allowed: one of {', '.join(choices)} (conf/{group}/)")
 
 
 def _settings(axes: list[list[str]], which: list[int], most: int) -> tuple[list[dict[int, str]], bool]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -37,6 +37,7 @@ KEY_INPUTS = ("raw", "projection", "model")
 DEVICES = ("auto", "cpu", "cuda")
 SCHEDULES = ("constant", "cosine", "onecycle", "linear")
 WANDB_MODES = ("online", "offline", "disabled")
+MAX_SEED = 2**32 - 1  # the seeds of torch and numpy generators; offsets of it seed the hashes (bench.features)
 
 
 @dataclass
@@ -110,7 +111,7 @@ class KeyConfig:
     embed_dim: int = 4  # per-field width of the fixed random embedding of categorical fields
     with_label: bool = False  # append the (scaled) one-hot label to the hashed vector: it tilts the angles
     label_scale: float = 1.0  # scale of the appended label
-    label_buckets: bool = True  # one set of buckets per class (sketch groups): an item's estimate pools only its own class (frozen by development tuning, docs/TUNING.md)
+    label_buckets: bool = True  # one set of buckets per class (sketch groups) where the task has classes: an item's estimate pools only its own class (frozen by development tuning, docs/TUNING.md); a regression task has one set
     rehash_every: int = 1  # input=model: re-hash the model's features at the start of every this many epochs (counted in the clock)
 
 
@@ -183,6 +184,7 @@ class LoggerConfig:
 class PathsConfig:
     data_dir: str = "${oc.env:NWS_DATA,${oc.env:HOME,.}/.cache/nws-bench/data}"  # prepared-dataset cache
     results_dir: str = "results"  # result rows and checkpoints, keyed by run id (stable across re-runs)
+    slots_cache_gb: float = 2.0  # GiB the NWS slots cache (<data_dir>/slots/) may hold; least recently used files go first
 
 
 @dataclass
@@ -313,11 +315,15 @@ def validate(cfg: DictConfig) -> None:
     for key in ("resume", "progress"):
         if not isinstance(cfg.get(key, True), bool):
             not_allowed(key, cfg[key], "true or false")
+    _positive(cfg, "paths.slots_cache_gb")
     if "memory_budget_gb" in cfg:
         _positive(cfg, "memory_budget_gb", allow_none=True)
     _one_of(cfg, "device", DEVICES)
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
-        not_allowed("seed", cfg.seed, "an integer >= 0")
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= MAX_SEED:
+        not_allowed("seed", cfg.seed, f"an integer in [0, {MAX_SEED}] (2**32 - 1)")
+    for key in ("paths.results_dir", "paths.data_dir"):
+        if not str(_get(cfg, key) or "").strip():
+            not_allowed(key, _get(cfg, key), "a folder path (not empty: it would write into the working directory)")
     _one_of(cfg, "sampler.name", tuple(SAMPLERS))
     shape = {k: v for k, v in OmegaConf.to_container(cfg.sketch, resolve=True).items() if k in SHAPE_CHECKS}
     with reported_as("sketch", shape):  # the library's checks: one owner per allowed range
@@ -404,8 +410,6 @@ def validate_against_data(cfg: DictConfig, num_train: int, task: str, y_test: An
     if cfg.trainer.target_metric not in allowed:
         not_allowed("trainer.target_metric", cfg.trainer.target_metric, f"one of {', '.join(allowed)} for a {task} dataset")
     _validate_target(cfg.trainer.target, METRICS[cfg.trainer.target_metric])  # again: a table's metric was auto
-    if task == "regression" and cfg.sketch.key.label_buckets and "sketch" in reads(cfg.sampler.name):
-        not_allowed("sketch.key.label_buckets", True, "false for a regression dataset (it needs class labels)")
     if cfg.trainer.target_metric == "auc" and y_test is not None:
         positive = int((y_test > 0.5).sum())
         negative = int(y_test.numel()) - positive

@@ -230,7 +230,7 @@ def _roles(frame: pd.DataFrame, label: str, categorical: Optional[Sequence[str]]
         unknown = [c for c in names if c not in columns]
         if unknown:
             raise TableError(option, list(names), f"no column(s) {', '.join(map(repr, unknown))} in {source}; "
-                                                  f"its columns: {', '.join(columns)}")
+                                                  f"its columns: {few(columns, 12)}")
     features = [c for c in columns if c != label and c not in drop]
     if not features:
         raise TableError("label", label, f"{source} has no feature columns besides the label (and drop)")
@@ -378,7 +378,7 @@ def table(downloads: Path, path: Optional[str] = None, label: Optional[str] = No
     for df, where, option in ((train_df, source, "path"), (test_df, Path(str(test_path or path)).name, "test_path")):
         if df is not None and label not in [str(c) for c in df.columns]:
             raise TableError("label", label, f"no such column in {where}; its columns: "
-                                             f"{', '.join(str(c) for c in df.columns)}")
+                                             f"{few(list(df.columns), 12)}")
     train_df.columns = [str(c) for c in train_df.columns]
     if test_df is not None:
         test_df.columns = [str(c) for c in test_df.columns]
@@ -423,14 +423,24 @@ def table(downloads: Path, path: Optional[str] = None, label: Optional[str] = No
                     {"x_num": num_te, "x_cat": x_cat[test_rows], "y": y_te}, info=info)
 
 
-def describe(meta: dict[str, Any]) -> str:
-    """One line saying what was made of a prepared table (its cache metadata): task and why, columns, rows."""
+def few(items: list, most: int = 6) -> str:
+    """A list for a log line: its first `most` items and how many there are in all (an image table has 784 columns)."""
+    items = [str(i) for i in items]
+    if not items:
+        return "-"
+    return ", ".join(items) if len(items) <= most else f"{', '.join(items[:most])}, ... ({len(items)} in all)"
+
+
+def describe(meta: dict[str, Any], source: Optional[str] = None) -> str:
+    """One line saying what was made of a prepared table (its cache metadata): task and why, columns, rows.
+    `source` names the file this run read (the cache is keyed by content: it may have been prepared from another
+    path with the same content); by default the one it was prepared from."""
     info = meta.get("info", {})
     target = info.get("target", {})
     positive = f", positive class {target['positive']!r}" if "positive" in target else ""
     cat, num = info.get("categorical", []), info.get("numeric", [])
     rows = meta.get("rows", {})
     dropped = f", {info['rows_dropped_nan']} rows with missing values dropped" if info.get("rows_dropped_nan") else ""
-    return (f"table {info.get('source')}: task {meta.get('task')} ({target.get('how')}{positive}) from column "
-            f"{info.get('label')!r}; {len(cat)} categorical ({', '.join(cat) or '-'}), {len(num)} numeric "
-            f"({', '.join(num) or '-'}); {rows.get('train')} train / {rows.get('test')} test rows{dropped}")
+    return (f"table {source or info.get('source')}: task {meta.get('task')} ({target.get('how')}{positive}) from "
+            f"column {info.get('label')!r}; {len(cat)} categorical ({few(cat)}), {len(num)} numeric "
+            f"({few(num)}); {rows.get('train')} train / {rows.get('test')} test rows{dropped}")

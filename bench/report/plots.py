@@ -9,9 +9,11 @@ per experiment from `experiments`), writes one PNG into `out` and returns its fi
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -34,8 +36,8 @@ def number(x: float, spec: str = ".1f") -> str:
 
 
 def setting_text(v: Any) -> str:
-    """A setting as a label shows it: floats in short form, a null pool as "all"."""
-    return f"{v:g}" if isinstance(v, float) else str(v)
+    """A setting as a label shows it: floats in short form, a null one as "null" (the config's word, never None)."""
+    return f"{v:g}" if isinstance(v, float) else "null" if v is None else str(v)
 
 
 def op_symbol(metric: str) -> str:
@@ -55,8 +57,17 @@ def _save(fig: Figure, path: Path) -> str:
     return path.name
 
 
+SLUG_CHARS = 60  # the longest PNG name stem
+
+
 def _slug(name: str) -> str:
-    return re.sub(r"[^\w.-]+", "_", name)
+    """A file name stem for `name`: ASCII letters, digits, `.`, `-` and `_` only, at most SLUG_CHARS characters
+    (a cut or changed name gets a short hash of the whole, so two experiments never share a file)."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^A-Za-z0-9.-]+", "_", ascii_name).strip("_") or "experiment"
+    if len(slug) > SLUG_CHARS or ascii_name != name:
+        slug = f"{slug[:SLUG_CHARS - 7].rstrip('_')}_{hashlib.sha1(name.encode()).hexdigest()[:6]}"
+    return slug
 
 
 def mean_curve(curves: Iterable[list], key: str = "metric") -> pd.DataFrame:

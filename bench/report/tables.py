@@ -5,7 +5,8 @@
     python -m bench.report results/ --fidelity results/sketch_fidelity.json
 
 PATH is any directory under which `runs/*.json` rows lie (a results, run or multirun dir), read with
-`bench.results.rows.read_rows`.
+`bench.results.rows.read_rows` (a file that is not a readable row is skipped with one warning naming it). Exit
+status: 0 written, 2 bad input (no such path, no rows), 73 the output folder cannot be written (one line each).
 
 **Lines, never pooled.** One table line per configuration over seeds: rows are seeds of one line only when their
 whole configuration but the seed is identical (`group_id`); rows that differ in anything else (a learning rate, a
@@ -45,6 +46,7 @@ from bench.report.plots import (flagged, number, op_symbol, plot_curves, plot_fi
 from bench.report.protocol import (epoch_flag_applies, eval_interval_steps, first_reach, inside_first_epoch, last_value,
                                    loose_target, median, uniform_target, value_at)
 from bench.results.rows import ResultRow, read_rows
+from bench.train.timing import find_stalls
 
 __all__ = ["summarize", "experiments", "markdown_table", "write_report", "frame", "ReportError", "main"]
 # The plots are bench.report.plots'; the curve readings (T_u, first reach, value at a time) are bench.report.protocol's.
@@ -55,11 +57,21 @@ TEXT = ("dataset", "model", "sampler", "target_metric", "device", "torch_version
 HIDDEN_KEYS = ("seed", "sampler", "sampler.name", "experiment")  # never part of a line's label
 # Command-line overrides that say where things go or how they are shown, not what is computed (older rows only)
 IGNORED_OVERRIDES = ("seed", "paths.", "logger", "hydra", "progress", "resume", "dataset.root", "device")
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "conf" / "experiment"  # the names `experiment=` resolves
 TARGETS = (("tu", "T_u"), ("loose", "0.99·T_u"), ("ttt", "hand target"))  # (column prefix, name)
 
 
+EXIT_BAD_INPUT = 2  # no such path, no rows
+EXIT_CANT_WRITE = 73  # sysexits.h EX_CANTCREAT: the output folder cannot be written
+
+
 class ReportError(ValueError):
-    """A problem with the input (no such path, no rows, unreadable file): one line for the user."""
+    """A problem with the input (no such path, no rows) or the output folder: one line for the user, and the exit
+    status `python -m bench.report` ends with."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_BAD_INPUT) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 # -- one record per run ----------------------------------------------------------------------------------------
@@ -117,8 +129,10 @@ def _experiment_key(row: ResultRow, settings: dict[str, Any]) -> str:
 
 
 def _experiment_override(row: ResultRow) -> str | None:
+    """The row's `experiment=` override when that experiment exists (conf/experiment/): an older row may carry a
+    misspelled name that Hydra skipped (the group is optional), and the default job ran under it."""
     named = [str(o).partition("=")[2] for o in row.overrides or [] if str(o).lstrip("+").startswith("experiment=")]
-    return named[-1] if named else None
+    return named[-1] if named and (EXPERIMENTS / f"{named[-1]}.yaml").is_file() else None
 
 
 def _probe(curve: list) -> dict[str, float]:
@@ -136,7 +150,10 @@ def frame(rows: Iterable[ResultRow]) -> pd.DataFrame:
         if r.status not in (None, "done"):
             continue
         settings = _settings(r)
-        records.append({**r.to_dict(), **{f"cfg:{k}": v for k, v in settings.items()},
+        st = find_stalls(r.curve or [])  # from the curve: rows written before the stall fields have it too
+        records.append({**r.to_dict(), "stalls": st.count,
+                        "median_step_s": st.median_step_s if st.median_step_s is not None else math.nan,
+                        **{f"cfg:{k}": v for k, v in settings.items()},
                         "time_to_target_s": _time_to_target(r), "higher_is_better": r.higher_is_better,
                         "line": _line_key(r, settings), "experiment": _experiment_key(r, settings),
                         "experiment_override": _experiment_override(r), **_probe(r.curve or [])})
@@ -163,10 +180,27 @@ def _varying(d: pd.DataFrame, cols: list[str]) -> list[str]:
     return [c for c in cols if d[c].astype(str).nunique() > 1]
 
 
-def _labels(d: pd.DataFrame, cols: list[str]) -> list[str]:
+MOST_SETTINGS = 3  # settings in an experiment's name; more are counted (`+2 more`)
+
+
+def _labels(d: pd.DataFrame, cols: list[str], most: int | None = None, unset: bool = False) -> list[str]:
+    """Per row, `key=value` for `cols` (values cut short; a missing one left out, or `key=unset` with `unset`),
+    the first `most` of them and a count of the rest."""
     names = _short_names([c[4:] for c in cols])
-    return [" ".join(f"{n}={setting_text(v)}" for n, v in zip(names, r) if not _missing(v))
-            for r in d[cols].itertuples(index=False)]
+    out = []
+    for r in d[cols].itertuples(index=False):
+        parts = [f"{n}={_short(setting_text(v)) if not _missing(v) else 'unset'}" for n, v in zip(names, r)
+                 if unset or not _missing(v)]
+        if most is not None and len(parts) > most:
+            parts = parts[:most] + [f"+{len(parts) - most} more"]
+        out.append(" ".join(parts))
+    return out
+
+
+def _short(text: str, most: int = 20) -> str:
+    """A setting's value for a name: a path's last part, at most `most` characters."""
+    text = text.rstrip("/").rsplit("/", 1)[-1] if "/" in text else text
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def _experiment_names(df: pd.DataFrame) -> pd.Series:
@@ -181,9 +215,12 @@ def _experiment_names(df: pd.DataFrame) -> pd.Series:
     for _, d in df.groupby(names, sort=False):
         firsts = d.drop_duplicates("experiment")
         if len(firsts) > 1:
-            suffix = dict(zip(firsts.experiment, _labels(firsts, _varying(firsts, own))))
-            if len(set(suffix.values())) < len(suffix):  # nothing recorded tells them apart: their keys do
-                suffix = {k: f"{v} #{i + 1}".strip() for i, (k, v) in enumerate(suffix.items())}
+            varying = _varying(firsts, own)
+            suffix = dict(zip(firsts.experiment, _labels(firsts, varying, MOST_SETTINGS)))
+            if len(set(suffix.values())) < len(suffix):  # a setting one of them lacks tells them apart
+                suffix = dict(zip(firsts.experiment, _labels(firsts, varying, MOST_SETTINGS, unset=True)))
+            if len(set(suffix.values())) < len(suffix):  # nothing recorded tells them apart: their ids do
+                suffix = {k: f"{v} id={str(k)[:6]}".strip() for k, v in suffix.items()}
             names[d.index] = [f"{n} {suffix[k]}".strip() for n, k in zip(names[d.index], d.experiment)]
     return names
 
@@ -196,7 +233,11 @@ def _setting_labels(df: pd.DataFrame) -> pd.Series:
     for _, d in df.groupby(["experiment", "sampler"], sort=False):
         lines = d.drop_duplicates("line")
         if len(lines) > 1:
-            labels[d.index] = _labels(d, _varying(lines, cols))
+            varying = _varying(lines, cols)
+            text = _labels(lines, varying)
+            unset = len(set(text)) < len(text)  # a setting some lines lack tells them apart
+            by_line = dict(zip(lines.line, _labels(lines, varying, unset=unset)))
+            labels[d.index] = [by_line[k] for k in d.line]
     return labels
 
 
@@ -260,7 +301,9 @@ def _run_numbers(r: pd.Series, e: pd.Series) -> dict[str, float]:
     curve = r.curve if isinstance(r.curve, list) else []
     t_tu, s_tu = first_reach(curve, r.target_metric, e.tu)
     t_loose, s_loose = first_reach(curve, r.target_metric, e.loose)
+    setup = 0.0 if pd.isna(r.setup_time_s) else float(r.setup_time_s)
     return {"tu_s": t_tu, "tu_steps": s_tu, "loose_s": t_loose, "loose_steps": s_loose,
+            "loose_robust_s": s_loose * r.median_step_s + setup,  # stall-robust: steps x median per-step time + setup
             "at_uniform_time": value_at(curve, e.uniform_time_s)}
 
 
@@ -291,7 +334,8 @@ def _stats(g: pd.DataFrame) -> dict[str, Any]:
         "eq_mean": g.at_uniform_time.mean(), "eq_std": g.at_uniform_time.std(),
         "eq_known": int(g.at_uniform_time.notna().sum()),
         **_times(g.time_to_target_s, None, "ttt"), **_times(g.tu_s, g.tu_steps, "tu"),
-        **_times(g.loose_s, g.loose_steps, "loose"),
+        **_times(g.loose_s, g.loose_steps, "loose"), "loose_robust_median": median(g.loose_robust_s),
+        "stalled_runs": int((g.stalls > 0).sum()),
         "probe_vr_last": median(g.probe_vr_last), "probe_vr_median": median(g.probe_vr_median),
         "probe_spearman_last": median(g.probe_spearman_last),
         "overhead_pct": 100 * g.sampler_overhead.mean(), "train_time_mean": g.train_time_s.mean(),
@@ -362,12 +406,14 @@ def _probe_cell(r: pd.Series) -> str:
 
 
 def _cells(r: pd.Series, baseline: str) -> dict[str, str]:
-    return {"experiment": r["name"], "sampler": r.sampler, "setting": r.setting, "seeds": str(r.seeds),
+    stalled = f" ‡{r.stalled_runs}" if r.stalled_runs else ""  # runs of this line whose clock stalled
+    return {"experiment": r["name"], "sampler": r.sampler + stalled, "setting": r.setting, "seeds": str(r.seeds),
             "final": _mean_std(r.final_mean, r.final_std),
             f"at {baseline}'s time": _mean_std(r.eq_mean, r.eq_std) if r.eq_known else "—",
             "to T_u s (reached)": _reach(r, "tu"), "T_u steps": number(r.tu_steps, ".0f") if r.tu_known else "—",
             "to 0.99·T_u s (reached)": _reach(r, "loose"),
             "0.99·T_u steps": number(r.loose_steps, ".0f") if r.loose_known else "—",
+            "0.99·T_u s stall-robust": _seconds(r.loose_robust_median) if r.loose_known else "—",
             f"0.99·T_u time vs {baseline}": number(r.loose_ratio, ".2f"),
             "hand target s (reached)": _reach(r, "ttt"), "probe VR last / median": _probe_cell(r),
             "sampler overhead": number(r.overhead_pct) + ("" if pd.isna(r.overhead_pct) else "%"),
@@ -426,6 +472,9 @@ LEGEND = [
     "quality), mean ± std over seeds; final: at the last evaluation, mean ± std (ddof=1)",
     "† uninformative target: `{b}` reaches it inside epoch 1 (at an evaluation at step <= steps per epoch), "
     "where every sampler ties; it does not apply to one-pass experiments (a budget of one epoch)",
+    "0.99·T_u s stall-robust: steps to 0.99·T_u x the run's median per-step time + setup, median over seeds: "
+    "the fair clock without the evaluation intervals a busy machine stalled; ‡k after a sampler: k of its runs had "
+    "stalls (an evaluation interval over 3x the run's median per-step time)",
     "0.99·T_u time vs `{b}`: median / median within the experiment; probe VR: the proxy-quality probe's variance "
     "ratio (1 = uniform, < 1 = less gradient noise), last evaluation / median over evaluations, median over seeds",
 ]
@@ -487,6 +536,15 @@ def _build(paths, out=None, baseline="uniform", fidelity=None) -> tuple[Path, st
     s = summarize(rf, baseline)
     table = markdown_table(s)
     out = Path(out) if out else (paths[0] if paths[0].is_dir() else paths[0].parent)
+    try:
+        return _write(paths, out, rf, s, table, baseline, fidelity)
+    except OSError as e:  # a read-only folder, a full disk, a file where the folder should be
+        raise ReportError(f"cannot write the report into {out} ({e.strerror or e}); choose another folder with "
+                          f"--out DIR", EXIT_CANT_WRITE) from None
+
+
+def _write(paths: list[Path], out: Path, rf: pd.DataFrame, s: pd.DataFrame, table: str, baseline: str,
+           fidelity) -> tuple[Path, str]:
     out.mkdir(parents=True, exist_ok=True)
     s.to_csv(out / "summary.csv", index=False)
     s.attrs["experiments"].to_csv(out / "experiments.csv", index=False)
@@ -515,7 +573,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         report, table = _build(a.paths, a.out, a.baseline, a.fidelity)
     except ReportError as e:
-        sys.exit(f"bench.report.tables: error: {e}")
+        print(f"bench.report: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
     print(table)
     print(f"\nwrote {report} (+ summary.csv, experiments.csv, plots)", file=sys.stderr)
 

@@ -76,6 +76,11 @@ class ResultRow:
     stopped_by_time: Optional[bool] = None  # trainer.max_time_s ended the run
     skipped_nonfinite: Optional[int] = None  # non-finite per-sample losses the sampler dropped
     skipped_steps: Optional[int] = None  # optimizer steps skipped for a non-finite gradient
+    interval_step_s: list = field(default_factory=list)  # fair-clock seconds per step of each evaluation interval
+    median_step_s: Optional[float] = None  # their median
+    stalls: Optional[int] = None  # intervals over 3x that median (bench.timing.find_stalls): a busy machine
+    stall_s: Optional[float] = None  # the seconds those intervals took beyond the median rate
+    robust_time_to_target_s: Optional[float] = None  # steps_to_target x median_step_s + setup: stall-robust
     world_size: int = 1  # data-parallel ranks
     sketch_in_sync: Optional[bool] = None  # DDP with an all-reduced sketch: the ranks' sketches stayed equal
     device: Optional[str] = None
@@ -106,11 +111,16 @@ class ResultRow:
             ("dataset / sampler", f"{self.dataset} / {self.sampler} (seed {self.seed})"),
             (f"final {name}", _number(self.final_metric)),
             (f"best {name}", _number(self.best_metric)),
-            (f"time to {name} {op} {self.target}",
-             "no target set" if self.target is None else f"{ttt:.2f} s (step {self.steps_to_target})" if ttt is not None else "not reached"),
+            (f"time to {name} {op} {self.target}" if self.target is not None else "time to target",
+             "no target set (trainer.target)" if self.target is None else
+             f"{ttt:.2f} s (step {self.steps_to_target})" if ttt is not None else "not reached"),
             ("train time (fair clock)", f"{self.train_time_s:.2f} s over {self.steps} steps"),
             ("sampler overhead", f"{100 * (self.sampler_overhead or 0):.1f} % (setup {self.setup_time_s:.2f} s)"),
             ("eval time (excluded)", f"{self.eval_time_s:.2f} s"),
+            *([("stalls (busy machine)", f"{self.stalls} evaluation interval(s) over 3x the median step time, "
+                f"{self.stall_s:.1f} s lost; stall-robust time to target: "
+                + (f"{self.robust_time_to_target_s:.2f} s" if self.robust_time_to_target_s is not None else "—"))]
+              if self.stalls else []),
             ("device / torch / commit", f"{self.device} / {self.torch_version} / {self.git_commit}"),
         ]
         return "\n".join(["| what | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in cells]])
@@ -122,6 +132,10 @@ class ResultRow:
             raise ValueError("not a result row (no run_id, dataset and sampler)")
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in d.items() if k in known}
+        for f in dataclasses.fields(cls):  # a list or dict field of another type would fail later, far from its file
+            kind = f.default_factory if f.default_factory in (list, dict) else None
+            if kind is not None and f.name in values and not isinstance(values[f.name], kind):
+                raise ValueError(f"its {f.name!r} is {json.dumps(values[f.name])[:40]}, not a {kind.__name__}")
         if "sketch" not in d and any(k.startswith("sketch_") for k in d):  # written before the typed row
             old = {k[len("sketch_"):]: v for k, v in d.items() if k.startswith("sketch_") and k != "sketch_in_sync"}
             values["sketch"] = old if d.get("sampler") == "nws" else None

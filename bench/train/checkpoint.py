@@ -21,10 +21,15 @@ delivered twice (to the process group, and forwarded by torchrun) and ignored.
 
     STOP.install()
     train(..., stop=stop_point(save, path, device))     # raises Preempted after the step the signal lands in
+
+A checkpoint that cannot be written (a full disk: OSError) leaves the previous one as it was: on a signal the run
+still stops, says so in one line and exits with EXIT_NO_CHECKPOINT (74) instead of 143/130; a periodic one
+(`periodic(save, path)`) is one warning and training goes on.
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import signal
 import time
@@ -38,7 +43,9 @@ from ..results.files import atomic_write
 from .loop import TrainState
 
 __all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_path", "remove_checkpoint", "CheckpointError",
-           "Preempted", "StopSignal", "STOP", "stop_point", "agreed_signal", "exit_status"]
+           "Preempted", "StopSignal", "STOP", "stop_point", "periodic", "agreed_signal", "exit_status", "EXIT_NO_CHECKPOINT"]
+
+log = logging.getLogger("bench.checkpoint")
 
 _KEYS = ("model", "optimizer", "scheduler", "sampler", "state", "torch_rng", "cuda_rng")
 
@@ -66,7 +73,18 @@ def save_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: Any, sched
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
-    atomic_write(path, lambda f: torch.save(blob, f))
+    atomic_write(path, lambda f: _save(blob, f))
+
+
+def _save(blob: dict[str, Any], f: Any) -> None:
+    """`torch.save`, whose zip writer turns a failed write (OSError: a full disk) into a RuntimeError while it
+    closes: the OSError is raised again, so callers see what went wrong."""
+    try:
+        torch.save(blob, f)
+    except RuntimeError as exc:
+        if isinstance(exc.__context__, OSError):
+            raise exc.__context__ from None
+        raise
 
 
 def remove_checkpoint(path: Path) -> None:
@@ -114,17 +132,34 @@ def exit_status(signum: int) -> int:
     return 128 + int(signum)
 
 
-class Preempted(Exception):
-    """Training stopped after a whole step because the process was asked to stop; the checkpoint is written.
+EXIT_NO_CHECKPOINT = 74  # sysexits.h EX_IOERR: stopped on a signal, but its checkpoint could not be written
 
-    `preempted` tells `bench.results.logger.RunLogger` to finish W&B marked preempted; `exit_code` is the process's status."""
+
+class Preempted(Exception):
+    """Training stopped after a whole step because the process was asked to stop; the checkpoint is written, or,
+    when `error` says why it could not be (a full disk), the previous one is left as it was.
+
+    `preempted` tells `bench.results.logger.RunLogger` to finish W&B marked preempted; `exit_code` is the process's
+    status: 128 + the signal's number, or EXIT_NO_CHECKPOINT (74) when the checkpoint was not written."""
 
     preempted = True
 
-    def __init__(self, signum: int, step: int, checkpoint: Optional[Path]) -> None:
-        self.signum, self.step, self.checkpoint = int(signum), step, checkpoint
-        self.exit_code = exit_status(signum)
-        super().__init__(f"{signal.Signals(self.signum).name} after step {step}; checkpoint {checkpoint} written")
+    def __init__(self, signum: int, step: int, checkpoint: Optional[Path], error: Optional[str] = None) -> None:
+        self.signum, self.step, self.checkpoint, self.error = int(signum), step, checkpoint, error
+        self.exit_code = EXIT_NO_CHECKPOINT if error else exit_status(signum)
+        super().__init__(f"{signal.Signals(self.signum).name} after step {step}; {self.saved()}")
+
+    def saved(self) -> str:
+        """What became of the checkpoint: written, or not written and which one a rerun resumes from."""
+        if not self.error:
+            return f"checkpoint {self.checkpoint} written"
+        kept = (f"the previous checkpoint {self.checkpoint} is kept" if self.checkpoint and self.checkpoint.is_file()
+                else "there is no previous checkpoint: a rerun starts over")
+        return f"checkpoint {self.checkpoint} NOT written ({self.error}); {kept}"
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 class StopSignal:
@@ -196,7 +231,27 @@ def stop_point(save: Callable[[TrainState], None], path: Optional[Path], device:
     def check(state: TrainState) -> None:
         signum = agreed_signal(device, signals)
         if signum:
-            save(state)
+            try:
+                save(state)
+            except OSError as exc:  # a full disk, a vanished folder: the previous checkpoint is intact (atomic_write)
+                raise Preempted(signum, state.step, path, error=_why(exc)) from None
             raise Preempted(signum, state.step, path)
 
     return check
+
+
+def periodic(save: Callable[[TrainState], None], path: Optional[Path]) -> Callable[[TrainState], None]:
+    """The loop's periodic checkpoint: `save(state)`, where a write that fails (OSError: a full disk) is one warning
+    and training goes on with the previous checkpoint kept (atomic_write never leaves a partial one)."""
+    warned: list[str] = []
+
+    def write(state: TrainState) -> None:
+        try:
+            save(state)
+        except OSError as exc:
+            if not warned:
+                log.warning(f"checkpoint {path} not written at step {state.step} ({_why(exc)}); the previous one is "
+                            f"kept and training goes on (further failures are not reported)")
+            warned.append(_why(exc))
+
+    return write

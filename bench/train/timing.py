@@ -19,15 +19,20 @@ ends, so queued device work is charged to the section that queued it.
     sw = Stopwatch(device)
     with sw: ...                           # or sw.start(); ...; sw.stop()
     sw.seconds
+
+`find_stalls(curve)` reads a finished run's curve for stalls (an evaluation interval whose per-step time is over
+3x the run's median: the machine was busy) and gives a stall-robust time to a target (steps x median + setup).
 """
 from __future__ import annotations
 
+import statistics
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import torch
 
-__all__ = ["Stopwatch", "StepClock", "synchronize", "timed"]
+__all__ = ["Stopwatch", "StepClock", "synchronize", "timed", "Stalls", "find_stalls", "STALL_FACTOR"]
 
 
 def synchronize(device: torch.device) -> None:
@@ -143,6 +148,39 @@ class StepClock:
             self._pool += [self._step, end, *(m for pair in self._sections for m in pair)]
         self._step, self._sections = None, []
         return step
+
+
+STALL_FACTOR = 3.0  # an evaluation interval whose per-step time is over this many times the run's median stalled
+
+
+@dataclass(frozen=True)
+class Stalls:
+    """What a noisy machine did to one run's clock, read from its curve (fair-clock `time_s` and `step` at each
+    evaluation): the per-step seconds of each evaluation interval, their median, and the intervals over
+    STALL_FACTOR x that median (stalls: another process took the cores) with the seconds they lost beyond it."""
+
+    interval_step_s: list[float]
+    median_step_s: Optional[float]
+    count: int
+    seconds: float
+
+    def robust_time(self, steps: Optional[int], setup_s: float) -> Optional[float]:
+        """A stall-robust time to a target first reached at `steps`: steps x median per-step time + setup."""
+        if steps is None or self.median_step_s is None:
+            return None
+        return steps * self.median_step_s + setup_s
+
+
+def find_stalls(curve: list[dict], factor: float = STALL_FACTOR) -> Stalls:
+    """The `Stalls` of a curve (points with `step` and `time_s`, in order; intervals without steps are skipped)."""
+    pts = [(p["step"], p["time_s"]) for p in curve or [] if p.get("step") is not None and p.get("time_s") is not None]
+    spans = [(b_step - a_step, b_t - a_t) for (a_step, a_t), (b_step, b_t) in zip(pts, pts[1:]) if b_step > a_step]
+    per_step = [t / n for n, t in spans]
+    if not per_step:
+        return Stalls([], None, 0, 0.0)
+    median = statistics.median(per_step)
+    stalled = [(n, t) for n, t in spans if t / n > factor * median]
+    return Stalls(per_step, median, len(stalled), sum(t - n * median for n, t in stalled))
 
 
 def timed(fn: Callable[[], object], *, repeats: int, warmup: int, sync: Callable[[], None]) -> list[float]:
