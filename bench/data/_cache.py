@@ -26,12 +26,11 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from ._format import FORMAT_VERSION, META
 from ._tensordata import TensorData
 
 __all__ = ["Prepared", "FORMAT_VERSION", "default_root", "write_cache", "read_cache", "read_meta", "verify", "CacheError"]
 
-FORMAT_VERSION = 1
-META = "nws_meta.json"
 
 
 class CacheError(RuntimeError):

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ._format import FORMAT_VERSION, META
 from ._tensordata import TensorData
 
 __all__ = ["LAYOUT", "SPLITS", "EVAL_SPLITS", "FILES", "build_atomically", "read", "verify", "SplitWriter"]
@@ -60,8 +61,6 @@ def _clear_stale(path: Path) -> None:
 def build_atomically(path: Path, build: Callable[[Path], dict[str, Any]], meta: dict[str, Any]) -> Path:
     """Run `build(tmp_folder)` (it writes the splits and returns their metadata: task, cardinalities, rows, d, info),
     write `nws_meta.json` last and rename the folder to `path`. On any failure nothing is left behind."""
-    from ._cache import FORMAT_VERSION, META
-
     path.parent.mkdir(parents=True, exist_ok=True)
     _clear_stale(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".tmp-{path.name}-{os.getpid()}-"))
