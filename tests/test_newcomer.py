@@ -160,8 +160,8 @@ def test_the_report_names_a_row_with_a_null_curve_and_a_folder_it_cannot_write(t
         main([str(tmp_path / "b"), "--out", str(tmp_path / "a-file" / "report")])
     assert info.value.code == 73
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert err[-1] == (f"bench.report.tables: error: cannot write the report into {tmp_path / 'a-file' / 'report'} (File exists); "
-                       f"choose another folder with --out DIR") or err[-1].startswith("bench.report.tables: error: cannot write")
+    assert err[-1] == (f"bench.report: error: cannot write the report into {tmp_path / 'a-file' / 'report'} (File exists); "
+                       f"choose another folder with --out DIR") or err[-1].startswith("bench.report: error: cannot write")
 
 
 # -- 5. accepted but wrong -----------------------------------------------------------------------------------------

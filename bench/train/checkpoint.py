@@ -45,7 +45,7 @@ from .loop import TrainState
 __all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_path", "remove_checkpoint", "CheckpointError",
            "Preempted", "StopSignal", "STOP", "stop_point", "periodic", "agreed_signal", "exit_status", "EXIT_NO_CHECKPOINT"]
 
-log = logging.getLogger("bench.checkpoint")
+log = logging.getLogger("bench.train.checkpoint")
 
 _KEYS = ("model", "optimizer", "scheduler", "sampler", "state", "torch_rng", "cuda_rng")
 
