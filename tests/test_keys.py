@@ -60,7 +60,7 @@ def test_model_keys_are_rehashed_every_k_epochs_and_the_sketch_refilled_from_the
     key = KeyConfig(input="model", rehash_every=2)
     sketch, slots = sketch_and_slots(SketchConfig(depth=4, width=256, bits=4, key=key), data, seed=0, device="cpu",
                                      cache_dir=None, model=model)
-    sampler = NWSSampler(sketch, slots, 16, proposal="sketch")
+    sampler = NWSSampler(sketch, slots, 16)
     rekey = ModelRekey(sampler, model, data, key, seed=0, update=sampler.update)
     seen = torch.arange(0, 40)
     rekey.feedback(seen, torch.linspace(0.1, 2.0, 40))
@@ -75,6 +75,6 @@ def test_model_keys_are_rehashed_every_k_epochs_and_the_sketch_refilled_from_the
     assert float(sketch.table[:, 1].sum()) == 40 * 4  # rebuilt: each seen item once, under its new slots
     assert float(sketch.table[:, 0].sum()) == pytest.approx(4 * float(torch.linspace(0.1, 2.0, 40).sum()), rel=1e-5)
     restored = NWSSampler(sketch_and_slots(SketchConfig(depth=4, width=256, bits=4, key=key), data, seed=0,
-                                           device="cpu", cache_dir=None, model=model)[0], before, 16, proposal="sketch")
+                                           device="cpu", cache_dir=None, model=model)[0], before, 16)
     restored.load_state_dict(sampler.state_dict())
     assert torch.equal(restored.slots, sampler.slots)  # re-keyed slots travel with the checkpoint

@@ -1,8 +1,7 @@
 """Batch samplers with feedback for adaptive data sampling, usable in three lines of a plain PyTorch loop.
 
     from sketch.samplers import NWSSampler
-    sampler = NWSSampler.from_features(features, batch_size=512, depth=16, bits=12, width=4096, seed=0,
-                                       proposal="sketch")
+    sampler = NWSSampler.from_features(features, batch_size=512, labels=Y, seed=0)   # the tuned defaults
     for epoch in range(E):
         sampler.set_epoch(epoch)
         for idx in sampler:                                  # LongTensor [B] on the sampler's device
@@ -17,7 +16,8 @@ Samplers (each a `torch.utils.data.Sampler[torch.Tensor]` yielding `len(sampler)
   loss       LossSampler        exact current losses of a uniform candidate pool (forward passes)
   history    HistorySampler     each sample's last observed loss
   infobatch  InfoBatchSampler   InfoBatch pruning of well-learned samples, fixed-length epochs
-  nws        NWSSampler         the Nadaraya-Watson sketch's loss estimates (the paper's method)
+  nws        NWSSampler         the Nadaraya-Watson sketch's loss estimates, drawn from its buckets (the paper's method)
+  nws_full   NWSFullSampler     the same sketch, every item (or a pool) estimated and drawn in proportion
   stream_filter       StreamFilterSampler        the paper lineage's one-pass filter: keep high estimated losses
   selective_backprop  SelectiveBackpropSampler   Selective-Backprop: keep by the percentile of the forward loss
 
@@ -29,6 +29,8 @@ from ._history import HistorySampler
 from ._infobatch import InfoBatchSampler
 from ._loss import LossSampler
 from ._nws import NWSSampler, features_to_slots
+from ._nws_base import NWSBase
+from ._nws_full import NWSFullSampler
 from ._selective_backprop import SelectiveBackpropSampler
 from ._proportional import MULTINOMIAL_MAX_CATEGORIES, ProportionalSampler, draw_categorical, inverse_cdf_draw, mix_probabilities
 from ._registry import SAMPLERS, build_sampler
@@ -49,6 +51,8 @@ __all__ = [
     "HistorySampler",
     "InfoBatchSampler",
     "NWSSampler",
+    "NWSFullSampler",
+    "NWSBase",
     "features_to_slots",
     "StreamFilterSampler",
     "SelectiveBackpropSampler",
