@@ -114,6 +114,7 @@ class KeyConfig:
     label_scale: float = 1.0  # scale of the appended label
     label_buckets: bool = True  # one set of buckets per class (sketch groups): an item's estimate pools only its own class (frozen by development tuning, docs/TUNING.md)
     rehash_every: int = 1  # input=model: re-hash the model's features at the start of every this many epochs (counted in the clock)
+    follow: bool = False  # re-key each trained batch from the penultimate features its training forward computed (a forward hook; no extra pass): items move to the buckets of what the model now thinks of them, items never trained on keep their input keys
 
 
 @dataclass

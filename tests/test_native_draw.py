@@ -470,3 +470,38 @@ def test_native_draw_runs_on_cuda_and_matches_the_formula():
         again = make(device="cuda", steps_per_epoch=20, **opts)
         again.load_state_dict(saved_and_loaded(sampler.state_dict()))
         assert torch.equal(again.probabilities(), sampler.probabilities())
+
+
+def test_moved_items_are_fed_back_at_their_new_slots_and_drawn_from_them_from_the_next_epoch():
+    # move(): the sketch keeps what it learned; the moved items' feedback goes to the new slots at once; p stays
+    # exact for the index in force (the old one until the epoch ends, then the rebuilt one), and a checkpoint
+    # taken with moves pending resumes bit for bit.
+    sampler = make(refresh_every=2, steps_per_epoch=4)
+    feed(sampler)
+    other = make(seed=5)  # another hash: the "model features" of the items
+    batches = iter(sampler)
+    idx = next(batches)
+    new = other.slots.index_select(0, idx)
+    old_index = sampler._native.slots.clone()
+    table = sampler.sketch.table.clone()
+    sampler.move(idx, new)
+    sampler.update(idx, LOSSES[idx])
+    expected = table.clone()
+    flat = new.reshape(-1).long()
+    values = LOSSES[idx].repeat_interleave(new.shape[1])
+    expected[:, 0].index_add_(0, flat, values)
+    expected[:, 1].index_add_(0, flat, torch.ones_like(values))
+    assert torch.equal(sampler.sketch.table, expected)  # inserted under the new slots
+    assert torch.equal(sampler._native.slots, old_index) and torch.equal(sampler.slots[idx], new.to(sampler.slots.dtype))
+    saved = sampler.state_dict()
+    rest = [b.clone() for b in batches]
+    restored = make(refresh_every=2, steps_per_epoch=4)
+    restored.load_state_dict(saved_and_loaded(saved))
+    assert all(torch.equal(a, b) for a, b in zip(rest, iter(restored)))  # the pending index travels with the state
+    sampler.set_epoch(1)
+    sampler.probabilities()
+    next(iter(sampler))
+    assert torch.equal(sampler._native.slots, sampler.slots)  # rebuilt at the epoch start
+    assert torch.allclose(sampler.probabilities().double(), reference_probabilities(sampler), rtol=2e-6)
+    counts = draw_counts(sampler, steps=300, epoch=2)
+    assert chi_square(counts, sampler.probabilities()) < chi_square_bound(N)

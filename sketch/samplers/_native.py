@@ -101,6 +101,7 @@ class SketchProposal:
         self.padded_width = math.ceil(width / self.block) * self.block
         self.device = slots.device
         self._slots = slots
+        self.slots = slots  # the slots the index was built from (read-only: p and the draw depend on them)
         rows = torch.arange(depth, device=self.device)
         self._pad = None if self.padded_width == width else rows * (self.padded_width - width)  # slot -> padded
         self._order, self._starts, sizes = _bucket_index(slots, width, self.padded_width)

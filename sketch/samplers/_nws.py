@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 
-from .._checks import check_positive_int
+from .._checks import check_positive_int, check_tensor
 from .._sketch import NWSketch
 from ._native import Distribution, SketchProposal
 from ._nws_base import NWSBase, features_to_slots
@@ -83,6 +83,25 @@ class NWSSampler(NWSBase):
         self._native = SketchProposal(slots, self.sketch.width, self.global_batch_size)
         self._drop_cache()
 
+    def move(self, indices: torch.Tensor, slots: torch.Tensor) -> None:
+        """Give the items `indices` [k] new slots [k, L] (e.g. re-hashed from the model's current features of a
+        batch), keeping everything the sketch has learned. Their feedback goes to the new buckets at once (also
+        for the batch just drawn); the draw picks them from their new buckets from the next epoch on, when the
+        per-row bucket index is rebuilt (one O(L N log N) sort per epoch, only in epochs after a move). Until
+        then the draw and `probabilities` use the index in force, so p stays exact. The moved slots are saved
+        in `state_dict`."""
+        idx = self._checked_indices(indices)
+        check_tensor("slots", slots, ndim=2, floating=False, size={0: idx.numel(), 1: self.sketch.depth})
+        if slots.device != self.device:
+            raise ValueError(f"slots is on {slots.device} but device is {self.device}; move it with slots.to(device)")
+        self._check_slot_range(slots)
+        if self.slots is self._native.slots:  # copy on the first move: the index keeps the slots it was built from
+            self.slots = self.slots.clone()
+        self.slots.index_copy_(0, idx, slots.to(self.slots.dtype))
+        self._rekeyed = True
+        if self._last is not None:  # the batch just drawn is fed back under its items' new slots
+            self._last = (self._last[0], self._last[1], self.slots.index_select(0, self._last[0]))
+
     def _drop_cache(self) -> None:
         self._dist = None
         self._block: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # items, weights, slots
@@ -112,6 +131,8 @@ class NWSSampler(NWSBase):
 
     def _start_epoch(self, generator: torch.Generator) -> None:
         super()._start_epoch(generator)
+        if self.slots is not self._native.slots:  # items moved during the last epoch: index them where they are now
+            self._index_slots(self.slots)
         self._drop_cache()
 
     def _draw(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,6 +146,8 @@ class NWSSampler(NWSBase):
         g = self.global_batch_size
         part = slice(self._cursor * g, (self._cursor + 1) * g)
         items, weights, slots = (t[part] for t in self._block)
+        if self.slots is not self._native.slots:  # items moved since the index was built: feed back where they are now
+            slots = self.slots.index_select(0, items)
         self._cursor += 1
         if self._cursor * g >= self._block[0].numel():
             self._block = None
@@ -157,10 +180,15 @@ class NWSSampler(NWSBase):
         if cached and self._block is not None:
             rest = slice(self._cursor * self.global_batch_size, None)
             block = {"items": self._block[0][rest].cpu().clone(), "weights": self._block[1][rest].cpu().clone()}
-        return {**super()._extra_state(), "native": native, "block": block}
+        moved = None if self.slots is self._native.slots else self._native.slots.cpu().clone()  # the index in force
+        return {**super()._extra_state(), "native": native, "block": block, "indexed_slots": moved}
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         super()._load_extra_state(state)
+        if state.get("indexed_slots") is not None:  # moves pending: the draw keeps the index it had
+            slots = self.slots
+            self._set_slots(state["indexed_slots"].to(self.device, slots.dtype))
+            self.slots = slots
         self._drop_cache()
         native = state.get("native")
         if native is not None:
