@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 
 from sketch.distributed import distributed_update
 
-from .build.features import ModelRekey
+from .build.features import ForwardRekey, ModelRekey
 from .build.inputs import RunContext, sampler_options
 from .build.parts import (build, build_sampler, layout, load_data, oversized, resolved_config, restore, schedule,
                           steps_per_epoch, train_spec)
@@ -145,10 +145,19 @@ def run(cfg: DictConfig, out_dir: Optional[Path] = None) -> ResultRow:
     return row
 
 
-def model_rekey(cfg: DictConfig, ctx: RunContext, sampler: Any, env: DistEnv) -> Optional[ModelRekey]:
-    """The re-hash of the model's features for a sampler that hashes them (`sketch.key.input=model`), else None."""
-    if ctx.sketch is None or ctx.sketch.key.input != "model":
+def model_rekey(cfg: DictConfig, ctx: RunContext, sampler: Any, env: DistEnv) -> Optional[ModelRekey | ForwardRekey]:
+    """The re-hash of the model's features for a sampler that hashes them (`sketch.key.input=model`), or the re-key
+    of each trained batch from its training forward (`sketch.key.follow`), else None."""
+    if ctx.sketch is None or (ctx.sketch.key.input != "model" and not ctx.sketch.key.follow):
         return None
+    if ctx.sketch.key.follow:
+        if env.distributed:
+            raise ConfigError("<sketch.key.follow=true> is not allowed under torchrun: each rank sees only its own "
+                              "batch's features; use sketch.key.follow=false")
+        try:
+            return ForwardRekey(sampler, ctx.model, ctx.data, ctx.sketch.key, seed=cfg.seed, update=sampler.update)
+        except ValueError as exc:
+            raise ConfigError(f"<sketch.key.follow=true> is not allowed: {exc}") from exc
     if env.distributed:
         raise ConfigError("<sketch.key.input=model> is not allowed under torchrun: the re-hash would need every rank's "
                           "losses; use input=raw or input=projection")

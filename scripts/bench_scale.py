@@ -56,7 +56,7 @@ from bench.results.files import atomic_write_text
 from bench.train.timing import timed
 
 from sketch import NWSketch, SRPHash
-from sketch.samplers import MULTINOMIAL_MAX_CATEGORIES, NWSSampler, draw_categorical, inverse_cdf_draw, mix_probabilities
+from sketch.samplers import MULTINOMIAL_MAX_CATEGORIES, NWSFullSampler, draw_categorical, inverse_cdf_draw, mix_probabilities
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,9 +102,9 @@ def estimate_all(sk: NWSketch, slots: torch.Tensor, chunk: int | None) -> torch.
 
 
 def bench_sampler(sk: NWSketch, slots: torch.Tensor, steps: int, sync, seed: int, **opts) -> dict[str, float]:
-    """Seconds per NWSSampler step (next batch + weights + update of 512 losses) for the options `opts`."""
+    """Seconds per NWSFullSampler step (next batch + weights + update of 512 losses) for the options `opts`."""
     state = sk.state_dict()
-    sampler = NWSSampler(sk, slots, 512, seed=seed, device=slots.device, mix=0.1, **opts)
+    sampler = NWSFullSampler(sk, slots, 512, seed=seed, device=slots.device, mix=0.1, **opts)
     g = torch.Generator(device=slots.device).manual_seed(seed + 1)
     losses = torch.rand(steps + 1, 512, generator=g, device=slots.device)
     it = iter(sampler)

@@ -40,7 +40,7 @@ import torch.distributed as dist
 
 from ._sketch import NWSketch
 from .samplers._base import FeedbackSampler
-from .samplers._nws import NWSSampler
+from .samplers._nws_base import NWSBase
 
 __all__ = ["all_reduce_sketch_update", "distributed_update", "feedback_mode", "sync_check", "tensors_in_sync"]
 
@@ -95,7 +95,7 @@ def sync_check(sketch: NWSketch, group: Group = None) -> bool:
 def feedback_mode(sampler: FeedbackSampler) -> str:
     """Return how `sampler`'s feedback is shared across ranks: "reduce" (NWS), "gather" (samplers that
     learn from `update`: history, infobatch) or "none" (uniform, static, loss)."""
-    if isinstance(sampler, NWSSampler):
+    if isinstance(sampler, NWSBase):
         return "reduce"
     if type(sampler)._update is not FeedbackSampler._update:
         return "gather"

@@ -51,7 +51,9 @@ BAD = [
     (["+sketch.widht=8"], "<sketch.widht=8> is not allowed: sketch has no such key; its keys: family, depth, width"),
     # checks that need the data (bench.config.schemas.validate_against_data, bench.run.load_data)
     (["trainer.batch_size=100000"], "<trainer.batch_size=100000> is not allowed: an integer in [1, 600]"),
-    (["sampler.pool_size=100000"], "<sampler.pool_size=100000> is not allowed: pool_size must be None or in [1, num_samples=600], got 100000"),
+    (["sampler.proposal=full"], "<sampler.proposal=full> is not allowed: sampler has no key 'proposal'; its keys: name, "
+                                "mix, refresh_every; the full estimator is its own sampler now: use sampler=nws_full"),
+    (["sampler=nws_full", "sampler.pool_size=100000"], "<sampler.pool_size=100000> is not allowed: pool_size must be None or in [1, num_samples=600], got 100000"),
     (["trainer.target_metric=mse"], "<trainer.target_metric='mse'> is not allowed: one of accuracy, logloss for a multiclass"),
     (["dataset.name=imagenet"], "<dataset.name='imagenet'> is not allowed: one of movielens100k"),
     (["dataset.options.n=-5"], "<dataset.options={'n': -5, 'd': 8}> is not allowed: n must be an integer >= 1"),
@@ -64,7 +66,7 @@ BAD = [
     (["sketch.widht=8"], "<sketch.widht=8> is not allowed: sketch has no key 'widht'; its keys: family, depth, width"),
     (["sketch.depth=abc"], "<sketch.depth=abc> is not allowed: Value 'abc' of type 'str' could not be converted to Integer"),
     (["trainer.optimizer.lr=fast"], "<trainer.optimizer.lr=fast> is not allowed: Value 'fast' of type 'str' could not be converted to Float"),
-    (["sampler=bogus"], "<sampler=bogus> is not allowed: one of history, infobatch, loss, nws, selective_backprop, static, stream_filter, uniform"),
+    (["sampler=bogus"], "<sampler=bogus> is not allowed: one of history, infobatch, loss, nws, nws_full, selective_backprop, static, stream_filter, uniform"),
     (["dataset=imagenet"], "<dataset=imagenet> is not allowed: one of adult,"),
     (["model=resnet"], "<model=resnet> is not allowed: one of embedding_mlp, mlp, timm_cnn"),
     (["sampler=uniform", "sampler.mix=0.5"], "<sampler.mix=0.5> is not allowed: sampler has no key 'mix'; its keys: name"),
@@ -119,7 +121,7 @@ CLI = [
     (["trainer.batch_size=100000"], "error: <trainer.batch_size=100000> is not allowed: an integer in [1, 600] (the training rows)"),
     (["sketch.widht=8"], "error: <sketch.widht=8> is not allowed: sketch has no key 'widht'; its keys: family, depth, width, bits, bandwidth, decay, key"),
     (["sketch.depth=abc"], "error: <sketch.depth=abc> is not allowed: Value 'abc' of type 'str' could not be converted to Integer"),
-    (["sampler=bogus"], "error: <sampler=bogus> is not allowed: one of history, infobatch, loss, nws, selective_backprop, static, stream_filter, uniform (the registered samplers; plugins=[your_module] adds yours)"),
+    (["sampler=bogus"], "error: <sampler=bogus> is not allowed: one of history, infobatch, loss, nws, nws_full, selective_backprop, static, stream_filter, uniform (the registered samplers; plugins=[your_module] adds yours)"),
     # a sweep whose second value is bad stops before its first job trains
     (["-m", "sketch.depth=2,abc"], "error: <sketch.depth=abc> is not allowed: Value 'abc' of type 'str' could not be converted to Integer"),
     # the preflight (bench.config.preflight): a sweep validated whole, strict booleans, a data folder that cannot be made

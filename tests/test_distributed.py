@@ -19,7 +19,7 @@ import torch.multiprocessing as mp
 from bench.results.rows import read_rows
 from bench.train.distributed import DistEnv, barrier, broadcast_object, cleanup, init_distributed
 from sketch.distributed import distributed_update, feedback_mode, sync_check, tensors_in_sync
-from sketch.samplers import HistorySampler, InfoBatchSampler, NWSSampler, build_sampler
+from sketch.samplers import HistorySampler, InfoBatchSampler, NWSBase, NWSFullSampler, NWSSampler, build_sampler
 
 WORLD = 2
 N, B, STEPS, EPOCHS = 96, 6, 4, 3  # B per rank: global batch 12, 4 steps per epoch
@@ -41,8 +41,9 @@ def make(kind: str, batch_size: int, num_replicas: int = 1, rank: int = 0):
         return HistorySampler(N, mix=0.2, **common)
     if kind == "infobatch":
         return InfoBatchSampler(N, num_epochs=EPOCHS + 1, prune_ratio=0.5, delta=0.9, **common)
-    decay = {"nws": 1.0, "nws_decay": 0.8}[kind]
-    return NWSSampler.from_features(features(), rows=4, bits=3, width=16, decay=decay, mix=0.2, **common)
+    decay = {"nws": 1.0, "nws_decay": 0.8, "nws_full": 1.0}[kind]
+    cls = NWSFullSampler if kind == "nws_full" else NWSSampler
+    return cls.from_features(features(), rows=4, bits=3, width=16, decay=decay, mix=0.2, **common)
 
 
 def fake_losses(idx: torch.Tensor, epoch: int, step: int, rank: int, kind: str) -> torch.Tensor:
@@ -61,7 +62,7 @@ def fake_losses(idx: torch.Tensor, epoch: int, step: int, rank: int, kind: str) 
 
 
 def state_of(sampler) -> dict[str, torch.Tensor]:
-    if isinstance(sampler, NWSSampler):
+    if isinstance(sampler, NWSBase):
         return {"table": sampler.sketch.table.clone(), "scale": torch.tensor(sampler.sketch._scale, dtype=torch.float64)}
     return {"values": sampler.table.values.clone(), "seen": sampler.table.seen.clone()}
 
@@ -99,7 +100,7 @@ def _feedback_worker(rank: int, path: str, kinds: list[str], out: str) -> None:
                     state = state_of(sampler)
                     # after EACH step, every rank holds the same scores (exact comparison across ranks)
                     assert all(tensors_in_sync(t, None) for t in state.values()), f"{kind}: ranks diverged at {epoch}/{step}"
-                    if isinstance(sampler, NWSSampler):
+                    if isinstance(sampler, NWSBase):
                         assert sync_check(sampler.sketch)
             torch.save({"batches": batches, "state": state, "skipped": sampler.skipped_nonfinite},
                        Path(out) / f"{kind}_rank{rank}.pt")
@@ -135,7 +136,7 @@ def _check_against_reference(kind: str, out: Path) -> None:
 def test_nws_sketches_stay_identical_across_ranks_and_equal_one_process_fed_the_union(tmp_path: Path) -> None:
     # Each rank all-reduces the sketch update of its own slice; with exact (dyadic) losses the ranks'
     # tables are bit-equal to each other after every step and to a single process's at the end.
-    kinds = ["nws", "nws_decay"]
+    kinds = ["nws", "nws_decay", "nws_full"]
     _spawn(_feedback_worker, str(tmp_path / "rdv"), kinds, str(tmp_path))
     for kind in kinds:
         _check_against_reference(kind, tmp_path)

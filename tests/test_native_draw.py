@@ -1,4 +1,4 @@
-"""Tests of the sketch-native draw, `NWSSampler(proposal="sketch")` (sketch.samplers._native).
+"""Tests of the sketch-native draw, `NWSSampler` (sketch.samplers._native).
 
 The property under test: a draw picks item i with exactly
     p(i) = mix/N + (1 - mix)/L sum_r mu_{r, b_r(i)} / Z_r        (a row with Z_r = 0 contributes 1/N)
@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from sketch import NWSketch, SRPHash, feature_keys
-from sketch.samplers import NWSSampler
+from sketch.samplers import NWSFullSampler, NWSSampler
 from sketch.samplers._native import block_size
 from conftest import saved_and_loaded
 
@@ -40,8 +40,9 @@ X, LABELS, LOSSES = _problem()
 
 def make(n: int = N, batch_size: int = 8, **kw: Any) -> NWSSampler:
     x, _, _ = (X, LABELS, LOSSES) if n == N else _problem(n)
-    opts = {"depth": 6, "bits": 3, "width": 8, "mix": 0.1, "proposal": "sketch", **kw}
-    return NWSSampler.from_features(x, batch_size, **opts)
+    opts = {"depth": 6, "bits": 3, "width": 8, "mix": 0.1, "refresh_every": 1, **kw}
+    cls = NWSFullSampler if opts.pop("full", False) else NWSSampler
+    return cls.from_features(x, batch_size, **opts)
 
 
 def feed(sampler: NWSSampler, loss: torch.Tensor = LOSSES, fraction: float = 0.7) -> None:
@@ -116,7 +117,7 @@ def test_many_draws_have_the_stated_frequencies_and_a_wrong_p_is_rejected():
     bound = chi_square_bound(N)
     assert chi_square(counts, p) < bound
     assert chi_square(counts, torch.full((N,), 1.0 / N)) > 3 * bound
-    full = NWSSampler(sampler.sketch, sampler.slots, N, mix=0.1).probabilities()
+    full = NWSFullSampler(sampler.sketch, sampler.slots, N, mix=0.1).probabilities()
     assert chi_square(counts, full) > 2 * bound
 
 
@@ -184,7 +185,7 @@ def test_a_row_whose_buckets_all_estimate_zero_draws_uniformly():
 
 def test_a_numeric_fallback_is_the_estimate_of_empty_buckets():
     sk = NWSketch(SRPHash(dim=D, depth=6, bits=3, seed=0), width=8, fallback=2.5)
-    sampler = NWSSampler(sk, sk.slots(feature_keys(X)).int(), 8, proposal="sketch")
+    sampler = NWSSampler(sk, sk.slots(feature_keys(X)).int(), 8, refresh_every=1)
     feed(sampler, fraction=0.3)
     assert torch.allclose(sampler.probabilities().double(), reference_probabilities(sampler), rtol=2e-6)
 
@@ -199,8 +200,30 @@ def test_incremental_bucket_state_equals_a_full_recompute_bit_for_bit(decay):
     for step, chunk in enumerate(torch.arange(N).split(16)):
         sampler.update(chunk, LOSSES[chunk] - 0.1)  # some negative: clamped to 0
         if step == 0:
-            sampler.probabilities()  # a first full sync; later updates are absorbed
-        assert sampler._native._version == sampler.sketch.version
+            sampler.probabilities()  # a first full sync; later updates are deferred, then absorbed at a sync
+            continue
+        assert len(sampler._native._pending) == 1  # deferred: the state is untouched until a sync
+        sampler._native.sync(sampler.sketch)  # absorbs the deferred batch only (the version says so)
+        assert sampler._native._version == sampler.sketch.version and not sampler._native._pending
+    fresh.sync(sampler.sketch)
+    assert torch.equal(sampler._native._state, fresh._state)
+
+
+def test_the_batches_fed_back_during_a_cached_distribution_are_absorbed_together_at_the_refresh():
+    # refresh_every=3: the feedback of the batches drawn from one distribution waits (the state stays as drawn,
+    # so p stays exact) and the next refresh absorbs all of it at once, equal bit for bit to a full recompute.
+    sampler = make(refresh_every=3, width=37, family="pstable", bits=2, steps_per_epoch=6)
+    fresh = make(width=37, family="pstable", bits=2)._native
+    feed(sampler, fraction=0.3)
+    batches = iter(sampler)
+    for _ in range(3):
+        idx = next(batches)
+        state = sampler._native._state.clone()
+        sampler.update(idx, LOSSES[idx] + 0.5)
+        assert torch.equal(sampler._native._state, state)  # untouched while the cached distribution serves
+    assert len(sampler._native._pending) == 3
+    next(batches)  # the refresh
+    assert not sampler._native._pending and sampler._native._version == sampler.sketch.version
     fresh.sync(sampler.sketch)
     assert torch.equal(sampler._native._state, fresh._state)
 
@@ -373,15 +396,14 @@ def test_bucket_index_lists_every_item_of_every_bucket_once():
 
 def test_memory_bytes_counts_one_int32_permutation_per_row():
     sampler = make()
-    plain = make(proposal="full")
+    plain = make(full=True)
     extra = sampler.memory_bytes() - plain.memory_bytes()
     assert extra >= 4 * N * sampler.sketch.depth  # the per-row item order
     assert extra < 4 * N * sampler.sketch.depth + 64 * sampler.sketch.depth * sampler._native.padded_width
 
 
 BAD = [
-    ("proposal unknown", {"proposal": "bucket"}, ValueError, "proposal"),
-    ("proposal bool", {"proposal": True}, ValueError, "proposal"),
+    ("proposal retired", {"proposal": "full"}, ValueError, "proposal"),
     ("pool_size with sketch", {"pool_size": 30}, ValueError, "pool_size"),
     ("refresh_every zero", {"refresh_every": 0}, ValueError, "refresh_every"),
     ("mix > 1", {"mix": 1.5}, ValueError, "mix"),
@@ -395,10 +417,12 @@ def test_bad_options_raise_one_line_errors_naming_the_option(case, opts, error, 
     assert "\n" not in str(info.value)
 
 
-def test_check_options_validates_proposal_without_building():
-    assert NWSSampler.check_options(proposal="sketch") == {"proposal": "sketch"}
-    with pytest.raises(ValueError, match="^proposal must be one of 'full', 'sketch'"):
-        NWSSampler.check_options(proposal="native")
+def test_check_options_validates_without_building_and_the_two_classes_have_their_own_options():
+    assert NWSSampler.check_options(refresh_every=4) == {"refresh_every": 4}
+    with pytest.raises(ValueError, match="^refresh_every "):
+        NWSSampler.check_options(refresh_every=0)
+    assert set(NWSSampler.option_checks) == {"mix", "refresh_every"}
+    assert set(NWSFullSampler.option_checks) == {"mix", "pool_size", "refresh_every"}
 
 
 def test_probabilities_at_bad_indices_raise_naming_indices():
@@ -446,3 +470,38 @@ def test_native_draw_runs_on_cuda_and_matches_the_formula():
         again = make(device="cuda", steps_per_epoch=20, **opts)
         again.load_state_dict(saved_and_loaded(sampler.state_dict()))
         assert torch.equal(again.probabilities(), sampler.probabilities())
+
+
+def test_moved_items_are_fed_back_at_their_new_slots_and_drawn_from_them_from_the_next_epoch():
+    # move(): the sketch keeps what it learned; the moved items' feedback goes to the new slots at once; p stays
+    # exact for the index in force (the old one until the epoch ends, then the rebuilt one), and a checkpoint
+    # taken with moves pending resumes bit for bit.
+    sampler = make(refresh_every=2, steps_per_epoch=4)
+    feed(sampler)
+    other = make(seed=5)  # another hash: the "model features" of the items
+    batches = iter(sampler)
+    idx = next(batches)
+    new = other.slots.index_select(0, idx)
+    old_index = sampler._native.slots.clone()
+    table = sampler.sketch.table.clone()
+    sampler.move(idx, new)
+    sampler.update(idx, LOSSES[idx])
+    expected = table.clone()
+    flat = new.reshape(-1).long()
+    values = LOSSES[idx].repeat_interleave(new.shape[1])
+    expected[:, 0].index_add_(0, flat, values)
+    expected[:, 1].index_add_(0, flat, torch.ones_like(values))
+    assert torch.equal(sampler.sketch.table, expected)  # inserted under the new slots
+    assert torch.equal(sampler._native.slots, old_index) and torch.equal(sampler.slots[idx], new.to(sampler.slots.dtype))
+    saved = sampler.state_dict()
+    rest = [b.clone() for b in batches]
+    restored = make(refresh_every=2, steps_per_epoch=4)
+    restored.load_state_dict(saved_and_loaded(saved))
+    assert all(torch.equal(a, b) for a, b in zip(rest, iter(restored)))  # the pending index travels with the state
+    sampler.set_epoch(1)
+    sampler.probabilities()
+    next(iter(sampler))
+    assert torch.equal(sampler._native.slots, sampler.slots)  # rebuilt at the epoch start
+    assert torch.allclose(sampler.probabilities().double(), reference_probabilities(sampler), rtol=2e-6)
+    counts = draw_counts(sampler, steps=300, epoch=2)
+    assert chi_square(counts, sampler.probabilities()) < chi_square_bound(N)

@@ -206,8 +206,9 @@ def _interrupted_and_reference(compose, monkeypatch, tmp_path, overrides: list[s
     ("infobatch", [], 13),  # in the second epoch, after pruning
     ("static", ["sampler.proxy_steps=5"], 4),
     ("nws", [], 10),  # after the last step of the first epoch: the next epoch must not repeat it
-    ("nws", ["sampler.proposal=sketch", "sketch.key.label_buckets=true"], 7),  # the native draw, label buckets
-    ("nws", ["sketch.key.input=model", "sampler.proposal=sketch"], 13),  # after the re-hash of the model's features
+    ("nws", ["sampler.refresh_every=1", "sketch.key.label_buckets=true"], 7),  # masses every step, label buckets
+    ("nws_full", ["sketch.key.input=model"], 13),  # the full estimator, after the re-hash of the model's features
+    ("nws", ["sketch.key.follow=true"], 13),  # batches re-keyed from their training forward, moves re-indexed per epoch
     ("nws", ["sketch.key.input=model"], 10),  # at the epoch boundary: the resumed run re-hashes, as the reference did
     ("stream_filter", ["sampler.warmup=200"], 7),  # past its warm-up
     ("selective_backprop", [], 7),

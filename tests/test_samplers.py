@@ -19,6 +19,8 @@ from sketch.samplers import (
     HistorySampler,
     InfoBatchSampler,
     LossSampler,
+    NWSBase,
+    NWSFullSampler,
     NWSSampler,
     StaticSampler,
     UniformSampler,
@@ -63,9 +65,10 @@ def make(name: str, n: int = N, batch_size: int = 10, **kw: Any) -> FeedbackSamp
         return InfoBatchSampler(n, batch_size, num_epochs=10_000, **kw)
     opts = {"nws": {}, "nws_pool": {"pool_size": min(n, 30)}, "nws_refresh": {"refresh_every": 3},
             "nws_decay": {"refresh_every": 2, "pool_size": n // 2, "decay": 0.9},
-            "nws_sketch": {"proposal": "sketch"}, "nws_sketch_refresh": {"proposal": "sketch", "refresh_every": 3, "decay": 0.9},
+            "nws_sketch": {"refresh_every": 1}, "nws_sketch_refresh": {"refresh_every": 3, "decay": 0.9},
             }[name]
-    return NWSSampler.from_features(x, batch_size, depth=8, bits=3, width=64, mix=0.2, **opts, **kw)
+    cls = NWSSampler if name.startswith("nws_sketch") else NWSFullSampler
+    return cls.from_features(x, batch_size, depth=8, bits=3, width=64, mix=0.2, **opts, **kw)
 
 
 ALL = ["uniform", "static", "loss", "loss_full", "history", "infobatch", "nws", "nws_pool", "nws_refresh", "nws_decay",
@@ -214,7 +217,7 @@ def test_nonfinite_losses_are_skipped_counted_and_warned_once(name: str) -> None
         assert bool(torch.isfinite(sampler.table.values).all())
         assert sampler.table.seen[:4].tolist() == [True, True, True, True]
         assert sampler.table.values[:4].tolist() == [1.0, 2.0, 2.0, 2.0]
-    if isinstance(sampler, NWSSampler):
+    if isinstance(sampler, NWSBase):
         assert bool(torch.isfinite(sampler.sketch.table).all())
         g = sampler.sketch.decay  # 1 finite item, decayed once, then 3 finite items
         assert sampler.sketch.n == pytest.approx(1.0 * g + 3.0)
@@ -238,7 +241,7 @@ def test_zero_or_negative_scores_still_give_a_valid_distribution(name: str) -> N
     negative = -torch.ones(N)
     sampler = StaticSampler(torch.zeros(N), 10, mix=0.0) if name == "static" else make(name)
     feed(sampler, loss=negative, fraction=1.0)
-    if not isinstance(sampler, NWSSampler) or sampler.pool_size is None:
+    if not isinstance(sampler, NWSFullSampler) or sampler.pool_size is None:
         p = sampler.probabilities()
         assert torch.allclose(p, torch.full((N,), 1.0 / N))  # nothing positive: uniform
     for idx, w in run_epoch(sampler, 0, loss=negative):
@@ -489,8 +492,12 @@ BAD_ARGS: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
     ("slots wrong depth", lambda: NWSSampler(_sketch(), torch.zeros(10, 3, dtype=torch.long), 2), ValueError, "slots"),
     ("refresh_every zero", lambda: NWSSampler(_sketch(), torch.zeros(10, 4, dtype=torch.long), 2, refresh_every=0),
      ValueError, "refresh_every"),
-    ("pool_size zero", lambda: NWSSampler(_sketch(), torch.zeros(10, 4, dtype=torch.long), 2, pool_size=0),
+    ("pool_size zero", lambda: NWSFullSampler(_sketch(), torch.zeros(10, 4, dtype=torch.long), 2, pool_size=0),
      ValueError, "pool_size"),
+    ("pool_size on the native draw", lambda: NWSSampler(_sketch(), torch.zeros(10, 4, dtype=torch.long), 2, pool_size=5),
+     ValueError, "pool_size"),
+    ("proposal retired", lambda: NWSSampler(_sketch(), torch.zeros(10, 4, dtype=torch.long), 2, proposal="full"),
+     ValueError, "proposal"),
     ("family unknown", lambda: NWSSampler.from_features(FEATURES, 2, family="minhash"), ValueError, "family"),
     ("depth zero", lambda: NWSSampler.from_features(FEATURES, 2, depth=0), ValueError, "depth"),
     ("features int", lambda: NWSSampler.from_features(torch.zeros(5, 2, dtype=torch.long), 2), TypeError, "features"),
@@ -516,7 +523,8 @@ def test_bad_update_arguments_raise_naming_the_argument() -> None:
 
 # -- registry -------------------------------------------------------------------------------------
 def test_registry_builds_every_sampler_by_name() -> None:
-    assert set(SAMPLERS) == {"uniform", "static", "loss", "history", "infobatch", "nws", "stream_filter", "selective_backprop"}
+    assert set(SAMPLERS) == {"uniform", "static", "loss", "history", "infobatch", "nws", "nws_full", "stream_filter",
+                             "selective_backprop"}
     common = {"batch_size": 10, "seed": 1}
     built = {
         "uniform": build_sampler("uniform", num_samples=N, **common),
@@ -525,6 +533,7 @@ def test_registry_builds_every_sampler_by_name() -> None:
         "history": build_sampler("history", num_samples=N, **common),
         "infobatch": build_sampler("infobatch", num_samples=N, num_epochs=3, **common),
         "nws": build_sampler("nws", features=FEATURES, num_samples=N, depth=4, bits=2, width=16, **common),
+        "nws_full": build_sampler("nws_full", features=FEATURES, num_samples=N, depth=4, bits=2, width=16, **common),
     }
     for name, sampler in built.items():
         assert isinstance(sampler, SAMPLERS[name]) and len(sampler) == 5
@@ -559,8 +568,9 @@ def test_nws_sampler_oversamples_the_high_loss_cluster() -> None:
     # sketch's estimates make that cluster's sampling frequency far exceed its 20% share.
     x, loss = _problem(400, seed=1, noise=0.5)
     cluster = torch.arange(400) % 5 == 0
-    for opts in ({}, {"pool_size": 100}, {"refresh_every": 4}):
-        sampler = NWSSampler.from_features(x, 20, depth=16, bits=4, width=64, mix=0.1, seed=2, **opts)
+    for cls, opts in ((NWSFullSampler, {}), (NWSFullSampler, {"pool_size": 100}), (NWSFullSampler, {"refresh_every": 4}),
+                      (NWSSampler, {})):
+        sampler = cls.from_features(x, 20, depth=16, bits=4, width=64, mix=0.1, seed=2, **opts)
         sampler.update(torch.arange(400), loss)
         drawn = torch.cat([i for i, _ in run_epoch(sampler, 0, loss=loss, learn=False)])
         share = float(cluster[drawn].float().mean())
@@ -613,13 +623,13 @@ def test_nws_update_inserts_into_the_sketch_like_direct_update_slots() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_nws_sampler_runs_on_cuda() -> None:
     # All tensors live on the GPU; a fixed seed gives a repeatable stream; the round trip is exact.
-    for opts in ({}, {"pool_size": 20, "refresh_every": 2}):
-        sampler = NWSSampler.from_features(FEATURES, 10, depth=8, bits=3, width=64, device="cuda", **opts)
+    for cls, opts in ((NWSSampler, {}), (NWSFullSampler, {"pool_size": 20, "refresh_every": 2})):
+        sampler = cls.from_features(FEATURES, 10, depth=8, bits=3, width=64, device="cuda", **opts)
         assert sampler.slots.is_cuda and sampler.sketch.table.is_cuda
         batches = [run_epoch(sampler, e, loss=LOSSES.cuda()) for e in range(3)]
         for idx, w in batches[-1]:
             assert idx.is_cuda and w.is_cuda and idx.shape == (10,) and bool((w > 0).all())
-        again = NWSSampler.from_features(FEATURES, 10, depth=8, bits=3, width=64, device="cuda", **opts)
+        again = cls.from_features(FEATURES, 10, depth=8, bits=3, width=64, device="cuda", **opts)
         again.load_state_dict(saved_and_loaded(sampler.state_dict()))
         assert torch.equal(again.estimates(), sampler.estimates())
     for name in ("uniform", "history", "infobatch", "loss"):

@@ -8,13 +8,16 @@ The key of an item (`sketch.key`, bench.config.schemas.KeyConfig):
 - made into keys by `sketch.feature_keys` (`normalize`: center, the default, standardize or none: the library's
   one code path, so a key here is what `NWSSampler.from_features` would hash);
 - optionally with the scaled one-hot label appended (`with_label`), or with one set of buckets per class
-  (`label_buckets`: the label is folded into the buckets, `NWSketch.slots(x, groups=labels)`).
+  (`label_buckets`: the label is folded into the buckets, `NWSketch.slots(x, groups=labels)`);
+- `follow=true`: every trained batch is re-keyed from the penultimate features its own training forward computed
+  (a forward pre-hook on the model's head: no extra pass), and its items move there (`NWSSampler.move`).
 Raw and projected keys do not change, so the slots of all N items are computed once and cached on disk
 (`<data cache>/slots/`), keyed by everything that determines them; the cache is held to `paths.slots_cache_gb` by
 removing the least recently used files, and `python -m bench.prepare --clean` empties it.
 
     sketch, slots = sketch_and_slots(cfg_sketch, data, seed=0, device="cpu", cache_dir=root)   # what NWS needs
     rekey = ModelRekey(sampler, model, data, cfg_sketch.key, seed=0)   # input=model: on_epoch + feedback hooks
+    follow = ForwardRekey(sampler, model, data, cfg_sketch.key, seed=0, update=sampler.update)   # follow=true: feedback
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ CHUNK_ROWS = 1 << 20  # above this many training items, keys are made and hashed
 HASH_CHUNK_ROWS = 1 << 17  # rows per chunk then (~130k rows x d float64 keys in memory at a time)
 
 __all__ = ["hash_keys", "label_groups", "build_sketch", "cached_slots", "sketch_and_slots", "ChunkedKeys",
-           "chunked_slots", "ModelRekey", "CHUNK_ROWS", "slots_folder", "evict_slots", "clean_slots"]
+           "chunked_slots", "ModelRekey", "ForwardRekey", "CHUNK_ROWS", "slots_folder", "evict_slots", "clean_slots"]
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -352,3 +355,76 @@ class ModelRekey:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.last = state["last"].to(self.last.device)
         self.seen = state["seen"].to(self.seen.device)
+
+
+def model_head(model: torch.nn.Module) -> torch.nn.Module:
+    """The module whose input is the model's penultimate features (`model.embed`): the MLPs' last layer, timm's
+    classifier."""
+    if hasattr(model, "net") and isinstance(model.net, torch.nn.Sequential):
+        return model.net[-1]
+    if hasattr(model, "model") and hasattr(model.model, "get_classifier"):
+        return model.model.get_classifier()
+    raise ValueError(f"sketch.key.follow needs a model whose head is known (bench.models), got {type(model).__name__}")
+
+
+class ForwardRekey:
+    """`follow=true`: re-key every trained batch from the penultimate features of its own training forward.
+
+    A forward pre-hook on the model's head keeps the features of the last training forward (detached; no extra
+    pass). `feedback(idx, losses)` (the loop's sampler feedback, inside the sampler's share of the clock) turns
+    them into slots and moves the batch's items there (`sampler.move`) before the losses are inserted, so they
+    land in the buckets of what the model now thinks of those items. The features are centred by a running mean
+    (momentum `MOMENTUM`, from the first batch on) and hashed by a second hash of the sketch's family, depth and
+    bits over the feature dimension, into the sketch's width (with the class folded in when `label_buckets`).
+    Items never trained on keep their input keys. State: the running mean (the hash is rebuilt from the seed)."""
+
+    MOMENTUM = 0.05
+
+    def __init__(self, sampler: Any, model: torch.nn.Module, data: Any, key: Any, *, seed: int,
+                 update: Callable[[torch.Tensor, torch.Tensor], None]) -> None:
+        if not hasattr(sampler, "move"):
+            raise ValueError(f"sketch.key.follow needs a sampler that can move items (nws), got {type(sampler).__name__}")
+        self.sampler, self.data, self.key, self.seed = sampler, data, key, seed
+        self._update = update
+        self._features: Optional[torch.Tensor] = None
+        self._keyer: Optional[NWSketch] = None
+        self.mean: Optional[torch.Tensor] = None
+        self._handle = model_head(model).register_forward_pre_hook(self._hook())
+
+    def _hook(self) -> Callable[[torch.nn.Module, tuple], None]:
+        """The pre-hook: a plain function (a deep copy of the model, e.g. the loop's warm-up twin, shares it
+        instead of copying this object), keeping the features of training forwards only (not evaluation)."""
+        def keep(module: torch.nn.Module, inputs: tuple) -> None:
+            if module.training and torch.is_grad_enabled():
+                self._features = inputs[0].detach()
+        return keep
+
+    def _slots(self, features: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        x = features.reshape(features.shape[0], -1).float()
+        if self._keyer is None:
+            sk = self.sampler.sketch
+            hash_ = make_hash(sk.hash.config()["family"], x.shape[1], sk.depth, sk.hash.bits,
+                              getattr(sk.hash, "bandwidth", 1.0), seed=self.seed + 303, device=sk.device)
+            self._keyer = NWSketch(hash_, width=sk.width)
+        batch_mean = x.mean(0)
+        self.mean = batch_mean if self.mean is None else self.mean.lerp_(batch_mean, self.MOMENTUM)
+        keys = (x - self.mean).to(self._keyer.device)
+        groups = label_groups(self.data, self.key)
+        return self._keyer.slots(keys, None if groups is None else groups[idx].to(self._keyer.device))
+
+    def feedback(self, indices: torch.Tensor, losses: torch.Tensor) -> None:
+        """Move the batch's items to the slots of their training features, then pass the feedback on."""
+        features, self._features = self._features, None
+        if features is not None and features.shape[0] == indices.shape[0]:
+            idx = indices.to(self.sampler.device)
+            self.sampler.move(idx, self._slots(features, idx).to(torch.int32))
+        self._update(indices, losses)
+
+    def on_epoch(self, epoch: int) -> None:
+        """Nothing between epochs: the sampler re-indexes moved items itself."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": None if self.mean is None else self.mean.cpu().clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.mean = None if state["mean"] is None else state["mean"].to(self.sampler.device)

@@ -13,6 +13,11 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 __all__ = ["ConfigError", "not_allowed", "config_error", "reported_as", "composition_error"]
 
 
+# keys that were options once, with what replaces them (appended to the "has no key" line)
+RETIRED_KEYS = {"sampler.proposal": "the full estimator is its own sampler now: use sampler=nws_full "
+                                    "(proposal=sketch is sampler=nws)"}
+
+
 class ConfigError(ValueError):
     """A config value out of range: the message is one line naming the key, the value and what is allowed."""
 
@@ -89,7 +94,8 @@ def composition_error(exc: BaseException, overrides: Sequence[str]) -> str:
         if dataclasses.is_dataclass(schema) and reason.startswith("Key "):
             parent = key.rpartition(".")[0] or "the config"
             known = ", ".join(f.name for f in dataclasses.fields(schema) if not f.name.startswith("_"))
-            return f"<{override}> is not allowed: {parent} has no key {key.rpartition('.')[2]!r}; its keys: {known}"
+            retired = f"; {RETIRED_KEYS[key]}" if key in RETIRED_KEYS else ""
+            return f"<{override}> is not allowed: {parent} has no key {key.rpartition('.')[2]!r}; its keys: {known}{retired}"
         hint = ("; a table's target column is dataset.label" if key == "dataset.target" and "convert" in reason else "")
         return f"<{override}> is not allowed: {reason}{hint}"
     line = _one_line(exc) + (f" ({_one_line(cause)})" if cause is not None else "")

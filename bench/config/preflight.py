@@ -42,7 +42,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.nodes import BooleanNode
 
-from sketch.samplers import SAMPLERS
+from sketch.samplers import SAMPLERS, NWSSampler
 
 from .. import data as datasets
 from ..build.inputs import reads
@@ -182,7 +182,7 @@ def sketch_bytes(depth: int, width: int, bits: int, rows: Optional[int] = None, 
                  native: bool = False) -> dict[str, int]:
     """Bytes a sketch sampler allocates, by part (a part whose size is unknown is left out): the table (depth x
     width x [sum, count] float32), the hash parameters (dim x depth x bits float32), the slots (rows x depth int32),
-    with `native` (proposal=sketch) the native draw's index (one int32 item order per row, rows x depth, plus per
+    with `native` (sampler=nws) the native draw's index (one int32 item order per row, rows x depth, plus per
     bucket its start and size int32 and count and 3-float state float32: 24 bytes), and `hashing peak`, the peak while
     the slots are computed (a chunk of <= HASH_CHUNK rows x depth x bits: int64 codes + float32 projections), or
     while the native index is built (int64 sizes and starts per bucket), whichever is larger; it is freed after."""
@@ -212,7 +212,7 @@ def sketch_memory(cfg: DictConfig, rows: Optional[int], budget: Budget, named: t
     keys = [k for k in ("sketch.depth", "sketch.width") if k in named] or ["sketch.depth", "sketch.width"]
     what = "<" + " ".join(f"{k}={depth if k.endswith('depth') else width}" for k in keys) + "> is not allowed"
     dim = KNOWN_DIMS.get(cfg.dataset.name) if cfg.sketch.key.input == "raw" else None
-    parts = sketch_bytes(depth, width, cfg.sketch.bits, rows, dim, native=cfg.sampler.get("proposal") == "sketch")
+    parts = sketch_bytes(depth, width, cfg.sketch.bits, rows, dim, native=issubclass(SAMPLERS[cfg.sampler.name], NWSSampler))
     total = sum(parts.values())
     if budget.bytes is None or total <= budget.bytes:
         if depth * width >= 2**31:

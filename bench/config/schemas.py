@@ -37,7 +37,7 @@ KEY_INPUTS = ("raw", "projection", "model")
 DEVICES = ("auto", "cpu", "cuda")
 SCHEDULES = ("constant", "cosine", "onecycle", "linear")
 WANDB_MODES = ("online", "offline", "disabled")
-MAX_SEED = 2**32 - 1  # the seeds of torch and numpy generators; offsets of it seed the hashes (bench.features)
+MAX_SEED = 2**32 - 1  # the seeds of torch and numpy generators; offsets of it seed the hashes (bench.build.features)
 
 
 @dataclass
@@ -113,6 +113,7 @@ class KeyConfig:
     label_scale: float = 1.0  # scale of the appended label
     label_buckets: bool = True  # one set of buckets per class (sketch groups) where the task has classes: an item's estimate pools only its own class (frozen by development tuning, docs/TUNING.md); a regression task has one set
     rehash_every: int = 1  # input=model: re-hash the model's features at the start of every this many epochs (counted in the clock)
+    follow: bool = False  # re-key each trained batch from the penultimate features its training forward computed (a forward hook; no extra pass): items move to the buckets of what the model now thinks of them, items never trained on keep their input keys
 
 
 @dataclass

@@ -1,8 +1,7 @@
 """Batch samplers with feedback for adaptive data sampling, usable in three lines of a plain PyTorch loop.
 
     from sketch.samplers import NWSSampler
-    sampler = NWSSampler.from_features(features, batch_size=512, depth=16, bits=12, width=4096, seed=0,
-                                       proposal="sketch")
+    sampler = NWSSampler.from_features(features, batch_size=512, labels=Y, seed=0)   # the tuned defaults
     for epoch in range(E):
         sampler.set_epoch(epoch)
         for idx in sampler:                                  # LongTensor [B] on the sampler's device
@@ -17,7 +16,8 @@ Samplers (each a `torch.utils.data.Sampler[torch.Tensor]` yielding `len(sampler)
   loss       LossSampler        exact current losses of a uniform candidate pool (forward passes)
   history    HistorySampler     each sample's last observed loss
   infobatch  InfoBatchSampler   InfoBatch pruning of well-learned samples, fixed-length epochs
-  nws        NWSSampler         the Nadaraya-Watson sketch's loss estimates (the paper's method)
+  nws        NWSSampler         the Nadaraya-Watson sketch's loss estimates, drawn from its buckets (the paper's method)
+  nws_full   NWSFullSampler     the same estimates of every item (or of a pool), sampled in proportion
   stream_filter       StreamFilterSampler        the paper lineage's one-pass filter: keep high estimated losses
   selective_backprop  SelectiveBackpropSampler   Selective-Backprop: keep by the percentile of the forward loss
 
@@ -34,7 +34,9 @@ from ._static import StaticSampler  # isort: skip
 from ._loss import LossSampler  # isort: skip
 from ._history import HistorySampler  # isort: skip
 from ._infobatch import InfoBatchSampler  # isort: skip
+from ._nws_base import NWSBase  # isort: skip
 from ._nws import NWSSampler, features_to_slots  # isort: skip
+from ._nws_full import NWSFullSampler  # isort: skip
 from ._stream_filter import StreamFilterSampler  # isort: skip
 from ._selective_backprop import SelectiveBackpropSampler  # isort: skip
 
@@ -50,7 +52,9 @@ __all__ = [
     "LossSampler",
     "HistorySampler",
     "InfoBatchSampler",
+    "NWSBase",
     "NWSSampler",
+    "NWSFullSampler",
     "features_to_slots",
     "StreamFilterSampler",
     "SelectiveBackpropSampler",

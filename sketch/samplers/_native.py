@@ -21,10 +21,12 @@ Data structures (built once from the slots; the only memory on top of the slots)
   - the bucket state, float32 [3, L * W']: mu (or -1 where empty), the mass n * mu (0 where empty) and the
     unseen count n (where empty, else 0), W' = W rounded up to a multiple of the block size s. The mass of
     an empty bucket is fallback * n, so the fallback may change at every step without touching the state.
-The state is a pure function of the sketch's stored table. `absorb` after the sampler's own update
-recomputes only the B * L touched buckets (O(B L)); any other change of the table (reduce=, merge, a
-lazy-decay rescale, load_state_dict) shows in `NWSketch.version` and `sync` recomputes all of it (O(L W)).
-A checkpoint therefore restores the live state bit for bit without saving it.
+The state is a pure function of the sketch's stored table. The sampler's own updates are recorded (`defer`)
+and the next `sync` (when the next distribution is built) recomputes only the k * B * L buckets they touched
+(O(k B L), no pass over all L W buckets); any other change of the table (reduce=, merge, a lazy-decay
+rescale, load_state_dict) shows in `NWSketch.version` and `sync` recomputes all of it (O(L W)). Until that
+sync the state stays as it was when the cached distribution was built, so its p stays exact. A checkpoint
+therefore restores the live state bit for bit without saving it.
 
 A `Distribution` freezes what one or more draws use: the fallback, the per-row cumulative block masses and
 Z. Draws and p(i) read only it and the state, so a distribution cached for k steps (while the sketch keeps
@@ -49,6 +51,7 @@ __all__ = ["SketchProposal", "Distribution", "block_size"]
 _EMPTY = -1.0  # mu marker of a bucket with no observation (real mu are clamped at >= 0)
 _ITEM_CHUNK = 1 << 16  # items per chunk when computing p(i) for all N (bounds the [chunk, L] temporaries)
 _INT32_MAX = 2**31 - 1
+_SEARCH_CHUNK = 192  # values per searchsorted call on the CPU: below torch's parallel grain (200)
 
 
 def block_size(depth: int, width: int, draws: int) -> int:
@@ -99,6 +102,7 @@ class SketchProposal:
         self.padded_width = math.ceil(width / self.block) * self.block
         self.device = slots.device
         self._slots = slots
+        self.slots = slots  # the slots the index was built from (read-only: p and the draw depend on them)
         rows = torch.arange(depth, device=self.device)
         self._pad = None if self.padded_width == width else rows * (self.padded_width - width)  # slot -> padded
         self._order, self._starts, sizes = _bucket_index(slots, width, self.padded_width)
@@ -109,6 +113,7 @@ class SketchProposal:
         self._within_block = torch.arange(self.block, device=self.device)
         self._state = torch.empty(3, depth * self.padded_width, device=self.device)
         self._version: int | None = None  # the sketch version `_state` was computed from
+        self._pending: list[torch.Tensor] = []  # slots of the own updates since then, not yet in the state (`defer`)
         # (items, their in-place version counter, their slots) of the last draw: the sampler's update reuses the
         # slots when it is fed that very tensor, unmodified
         self.last_draw: tuple[torch.Tensor, int, torch.Tensor] | None = None
@@ -125,34 +130,55 @@ class SketchProposal:
         return slots if self._pad is None else slots + self._pad
 
     def sync(self, sketch: Any) -> None:
-        """Recompute the whole bucket state from `sketch` if its table changed since the state was computed."""
-        if sketch.version != self._version:
-            sums, counts = sketch.table[:, 0], sketch.table[:, 1]
-            filled = counts > 0
-            mu = torch.where(filled, (sums / counts).clamp_min(0.0), _EMPTY).float()
-            n = self._counts.view(self.depth, self.padded_width)[:, : self.width].reshape(-1)
-            state = self._state.view(3, self.depth, self.padded_width)
-            state.zero_()
-            state[0].fill_(_EMPTY)
-            state[0, :, : self.width] = mu.view(self.depth, self.width)
-            state[1, :, : self.width] = torch.where(filled, mu * n, 0.0).view(self.depth, self.width)
-            state[2, :, : self.width] = torch.where(filled, 0.0, n).view(self.depth, self.width)
+        """Bring the bucket state up to date with `sketch`: from the deferred batches (`defer`) when they are all
+        that changed the table since the state was computed (O(k B L)), else from the whole table (O(L W))."""
+        pending, self._pending = self._pending, []
+        if sketch.version == self._version:
+            return
+        if pending and self._version is not None and sketch.version == self._version + len(pending):
+            self._absorb(sketch, torch.cat(pending) if len(pending) > 1 else pending[0])
             self._version = sketch.version
+            return
+        self._recompute(sketch)
+
+    def _recompute(self, sketch: Any) -> None:
+        sums, counts = sketch.table[:, 0], sketch.table[:, 1]
+        filled = counts > 0
+        mu = torch.where(filled, (sums / counts).clamp_min(0.0), _EMPTY).float()
+        n = self._counts.view(self.depth, self.padded_width)[:, : self.width].reshape(-1)
+        state = self._state.view(3, self.depth, self.padded_width)
+        state.zero_()
+        state[0].fill_(_EMPTY)
+        state[0, :, : self.width] = mu.view(self.depth, self.width)
+        state[1, :, : self.width] = torch.where(filled, mu * n, 0.0).view(self.depth, self.width)
+        state[2, :, : self.width] = torch.where(filled, 0.0, n).view(self.depth, self.width)
+        self._version = sketch.version
+
+    def defer(self, sketch: Any, batch_slots: torch.Tensor) -> None:
+        """Record that the sampler's own update just inserted `batch_slots` [B, L] into `sketch`: the next `sync`
+        recomputes only the touched buckets (unless the table changed otherwise too, or more was deferred than a
+        whole recompute costs). The state itself is left as it is, so a cached distribution stays exact."""
+        if self._version is None or sketch.version != self._version + len(self._pending) + 1:
+            self._pending, self._version = [], None  # something else changed the table: recompute all at sync
+            return
+        self._pending.append(batch_slots)
+        if sum(t.numel() for t in self._pending) > self._state.shape[1]:
+            self._pending, self._version = [], None  # a whole recompute is cheaper now
 
     def absorb(self, sketch: Any, batch_slots: torch.Tensor) -> None:
-        """Bring the state up to date after `sketch.update_slots(batch_slots, ...)` (the sampler's own update):
-        only the touched buckets change, unless the sketch changed otherwise too (then `sync` does all)."""
-        if self._version is None or sketch.version != self._version + 1:
-            self.sync(sketch)
-            return
+        """Bring the state up to date right after `sketch.update_slots(batch_slots, ...)` (the sampler's own update):
+        only the touched buckets change, unless the sketch changed otherwise too (then all of it)."""
+        self.defer(sketch, batch_slots)
+        self.sync(sketch)
+
+    def _absorb(self, sketch: Any, batch_slots: torch.Tensor) -> None:
         flat = batch_slots.reshape(-1).long()
         sums = sketch.table[:, 0].index_select(0, flat)  # two column gathers: ~2x faster than one of rows
-        counts = sketch.table[:, 1].index_select(0, flat)  # > 0: every touched bucket was just counted
-        mu = (sums / counts).clamp_min(0.0).float()  # the same operations as sync's, hence the same values
+        counts = sketch.table[:, 1].index_select(0, flat)  # > 0: every touched bucket was counted
+        mu = (sums / counts).clamp_min(0.0).float()  # the same operations as _recompute's, hence the same values
         padded = flat if self._pad is None else self._padded(batch_slots).reshape(-1)
         fresh = torch.stack([mu, mu * self._counts.index_select(0, padded), torch.zeros_like(mu)])
         self._state.index_copy_(1, padded, fresh)  # duplicate indices carry equal values: deterministic
-        self._version = sketch.version
 
     # -- distributions and draws ---------------------------------------------------------------------------
     def distribution(self, sketch: Any, mix: float) -> Distribution:
@@ -186,12 +212,12 @@ class SketchProposal:
         u = torch.rand(5, count, generator=generator, device=self.device, dtype=torch.float64)
         # torch's float64 uniforms are < 1 - 2**-53, so floor(u * m) < m for every m < 2**53: no clamps needed
         target = u[0] * self.depth  # the row floor(target); its fraction picks a block by the row's CDF
-        blocks = torch.searchsorted(dist.cdf, target, right=True).clamp_max(dist.cdf.numel() - 1)
+        blocks = _searchsorted(dist.cdf, target).clamp_max(dist.cdf.numel() - 1)
         columns = torch.add(self._within_block, blocks.unsqueeze(1), alpha=self.block)  # [count, s] padded slots
         state = self._state[1:].index_select(1, columns.view(-1)).view(2, count, self.block)
         inside = torch.addcmul(state[0], state[1], dist.fallback).cumsum(1, dtype=torch.float64)
         threshold = (u[1] * inside[:, -1]).unsqueeze(1)
-        pick = torch.searchsorted(inside, threshold, right=True).view(-1).clamp_max(self.block - 1)
+        pick = _searchsorted(inside, threshold).view(-1).clamp_max(self.block - 1)
         bucket = torch.add(pick, blocks, alpha=self.block)
         offset = (u[2] * self._sizes.index_select(0, bucket)).long()
         items = self._order.index_select(0, self._starts.index_select(0, bucket) + offset)  # int32
@@ -232,8 +258,20 @@ class SketchProposal:
             raise ValueError(f"state_dict holds a bucket state of shape {tuple(state['state'].shape)}, this "
                              f"sampler's is {tuple(self._state.shape)}")
         self._state.copy_(state["state"])
-        self._version = None
+        self._version, self._pending = None, []
         return self._distribution(state["fallback"].to(self.device), mix)
+
+
+def _searchsorted(boundaries: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """`torch.searchsorted(boundaries, values, right=True)` in pieces of at most `_SEARCH_CHUNK` values (rows, when
+    batched) on the CPU: above torch's grain of 200 values it runs in a parallel region, which on a busy shared
+    CPU waited ~16 ms for the second thread (measured: a draw of 256 items 16 ms, of 128 0.4 ms)."""
+    if values.device.type != "cpu" or values.shape[0] <= _SEARCH_CHUNK:
+        return torch.searchsorted(boundaries, values, right=True)
+    if boundaries.dim() == 1:
+        return torch.cat([torch.searchsorted(boundaries, v, right=True) for v in values.split(_SEARCH_CHUNK)])
+    return torch.cat([torch.searchsorted(b, v, right=True)  # a loop over a few chunks of rows, not over items
+                      for b, v in zip(boundaries.split(_SEARCH_CHUNK), values.split(_SEARCH_CHUNK))])
 
 
 def _bucket_index(slots: torch.Tensor, width: int, padded_width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -22,6 +22,7 @@ import inspect
 import re
 from typing import Any, Callable, TypeVar
 
+from .._shape import shape_defaults
 from ._base import FeedbackSampler
 
 __all__ = ["SAMPLERS", "INPUTS", "register", "build_sampler", "sampler_inputs", "sketch_defaults"]
@@ -75,9 +76,11 @@ def sampler_inputs(name: str) -> tuple[str, ...]:
 
 def sketch_defaults(name: str) -> dict[str, Any]:
     """The sketch shape (family, depth, bits, width, bandwidth, decay) and key mode the sampler `name` is built with
-    when none is given: its class's `sketch_defaults()`; a sampler without a sketch answers with NWS's."""
+    when none is given: the defaults in its `from_features` signature (the stream filter's are the lineage's), NWS's
+    for what its signature does not name and for a sampler without a sketch."""
+    nws = shape_defaults(SAMPLERS["nws"].from_features)
     cls = SAMPLERS[_known(name)]
-    return dict((cls if hasattr(cls, "sketch_defaults") else SAMPLERS["nws"]).sketch_defaults())
+    return {**nws, **(shape_defaults(cls.from_features) if hasattr(cls, "from_features") else {})}
 
 
 def _known(name: Any) -> str:

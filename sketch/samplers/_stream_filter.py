@@ -2,8 +2,8 @@
 2311.13583): one pass over a shuffled stream, a sketch of the early losses, and a keep-or-thin decision
 per item with Horvitz-Thompson weights. It belongs on imbalanced data with many easy negatives.
 
-    sketch = NWSketch(hash, width=10_000)        # the lineage: p-stable L2 hash, 100 rows, 1 hash per row
-    sampler = StreamFilterSampler(sketch, sketch.slots(features), batch_size=512, labels=Y, q=0.1)
+    sampler = StreamFilterSampler.from_features(features, batch_size=512, labels=Y, q=0.1)  # the lineage's sketch
+    # or, with a sketch of your own: StreamFilterSampler(sketch, sketch.slots(features), 512, labels=Y, q=0.1)
     for idx in sampler:                          # LongTensor [512]: items that passed the filter
         loss = F.binary_cross_entropy_with_logits(model(X[idx]), Y[idx].float(), reduction="none")
         (sampler.weights(idx) * loss).mean().backward(); opt.step(); opt.zero_grad()
@@ -28,6 +28,9 @@ The stream: random permutations of [0, N) from the local generator, one per pass
     epoch). Batches have the requested size and an epoch has a fixed number of steps, so an epoch covers
     about N / kept_fraction stream items, not N.
 
+Sketch defaults: the lineage's own, stated in `from_features`'s signature (p-stable L2 hash, 100 rows, 1 hash
+per row, 10,000 buckets, bandwidth 1), not NWSSampler's tuned ones.
+
 Weights: `(weights * loss).mean()` over a batch is the lineage's loss; it estimates the mean loss divided
 by the kept fraction (a constant scale that Adam ignores; multiply by `kept_fraction` to remove it).
 Counters: `examined` stream items, `kept` items that passed the filter, `kept_fraction`.
@@ -43,8 +46,8 @@ import torch
 
 from .._checks import check_fraction, check_positive_int, check_tensor, optional
 from .._sketch import NWSketch
-from ._base import FeedbackSampler
-from ._nws import check_sketch_and_slots
+from ._base import FeedbackSampler, resolve_device
+from ._nws_base import check_sketch_and_slots, sketch_of_features
 from ._permutation import PermutationStream
 from ._registry import register
 
@@ -112,10 +115,6 @@ class StreamFilterSampler(FeedbackSampler):
         and the shared arguments of `FeedbackSampler`.
     """
 
-    # The lineage's sketch (p-stable L2 hashing, R = 100 rows of K = 1 hash, W = 10,000 buckets, bucket width 1):
-    # what this sampler is built on when no sketch shape is given (`sketch_defaults`), not NWS's tuned one.
-    LINEAGE_SKETCH = {"family": "pstable", "depth": 100, "bits": 1, "width": 10_000, "bandwidth": 1.0, "decay": 1.0,
-                      "keys": "center"}
     option_checks = {
         "warmup": functools.partial(check_positive_int, minimum=0),
         "q": functools.partial(check_fraction, low_open=True),
@@ -124,11 +123,6 @@ class StreamFilterSampler(FeedbackSampler):
         "keep_classes": optional(check_classes),
         "keep_learning": check_bool,
     }
-    @classmethod
-    def sketch_defaults(cls) -> dict[str, Any]:
-        """The lineage's sketch shape and key mode (`LINEAGE_SKETCH`)."""
-        return dict(cls.LINEAGE_SKETCH)
-
     cost = (
         "about B * num_replicas / kept_fraction stream items examined per step: a sketch estimate (gather of "
         "L slots) and a uniform draw each, one host sync per chunk; an O(N * L) estimate and a k-th value "
@@ -170,6 +164,31 @@ class StreamFilterSampler(FeedbackSampler):
         self._rate = self.q  # expected kept fraction under tau: sizes the chunks
         self._stream: PermutationStream | None = None
         self._buffer = (self._empty_long(), self._empty_float())  # kept items carried to the next step
+
+    @classmethod
+    def from_features(
+        cls,
+        features: torch.Tensor,
+        batch_size: int,
+        *,
+        labels: torch.Tensor | None = None,
+        family: str = "pstable",
+        depth: int = 100,
+        bits: int = 1,
+        width: int = 10_000,
+        bandwidth: float = 1.0,
+        keys: str = "center",
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        **kwargs: Any,
+    ) -> "StreamFilterSampler":
+        """Build the lineage's sketch over `features` [N, d] (its defaults: p-stable L2 hash, 100 rows, 1 hash per
+        row, 10,000 buckets, bandwidth 1, centred keys), then the filter (`labels` for `keep_classes`; the other
+        keyword arguments go to the constructor). No decay: the lineage's sketch kept every warm-up loss."""
+        dev = resolve_device(device)
+        sketch, slots = sketch_of_features(features, family=family, depth=depth, bits=bits, width=width,
+                                           bandwidth=bandwidth, decay=1.0, keys=keys, groups=None, seed=seed, device=dev)
+        return cls(sketch, slots, batch_size, labels=labels, seed=seed, device=dev, **kwargs)
 
     # -- construction helpers ---------------------------------------------------------------------
     def _checked_slots(self, sketch: NWSketch, slots: torch.Tensor) -> torch.Tensor:
