@@ -444,7 +444,7 @@ def test_a_truncated_or_foreign_row_is_skipped_with_one_warning_and_the_report_k
     runs = results / "runs"
     (runs / "truncated.json").write_text(json.dumps(row.to_dict())[:200])
     (runs / "foreign.json").write_text(json.dumps({"name": "not a row"}))
-    proc = subprocess.run([_sys.executable, "-m", "bench.report.tables", str(results)], capture_output=True, text=True,
+    proc = subprocess.run([_sys.executable, "-m", "bench.report", str(results)], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| uniform |" in proc.stdout

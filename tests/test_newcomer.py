@@ -34,7 +34,7 @@ def test_memory_estimate_matches_the_allocated_tensors_within_1_5x(depth, width,
     data = datasets.load("synthetic", n=3000, d=16, seed=0)
     spec = SketchConfig(depth=depth, width=width, bits=6)
     sketch, slots = sketch_and_slots(spec, data, seed=0, device="cpu", cache_dir=None)
-    sampler = NWSSampler(sketch, slots, 64, proposal="sketch")
+    sampler = NWSSampler(sketch, slots, 64)
     measured = {"sketch table": sketch.table.nbytes,
                 "hash parameters": sum(t.nbytes for t in sketch.hash.params.values()),
                 "slots": slots.nbytes, "native draw index": sampler._native.memory_bytes()}
@@ -379,7 +379,7 @@ data = datasets.load("digits")
 open("/proc/self/clear_refs", "w").write("5")  # the peak (VmHWM) starts again from the current RSS
 base = status("VmRSS")
 sketch, slots = sketch_and_slots(SketchConfig(depth=depth), data, seed=0, device="cpu", cache_dir=None)
-next(iter(NWSSampler(sketch, slots, 256, proposal="sketch", refresh_every=4)))
+next(iter(NWSSampler(sketch, slots, 256, refresh_every=4)))
 print(sum(sketch_bytes(depth, 4096, 10, data.num_train, 64, native=True).values()) / (status("VmHWM") - base))
 """
 

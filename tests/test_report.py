@@ -155,7 +155,7 @@ def test_notes_flag_a_missing_baseline_and_repeated_seeds(results):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "bench.report.tables", *map(str, args)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "bench.report", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -171,7 +171,7 @@ def test_cli_fails_with_one_line_on_no_rows(tmp_path, sub):
     (tmp_path / "empty").mkdir()
     p = run_cli(tmp_path / sub)
     assert p.returncode != 0
-    assert p.stderr.strip().count("\n") == 0 and p.stderr.startswith("bench.report.tables: error:")
+    assert p.stderr.strip().count("\n") == 0 and p.stderr.startswith("bench.report: error:")
 
 
 # -- the protocol on rows of this version (config, group and experiment ids) ---------------------------------

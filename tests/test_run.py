@@ -75,7 +75,7 @@ def test_sweep_through_hydra_entry_point_writes_one_row_per_job_and_reports(tmp_
     assert sorted(r.sampler for r in rows) == ["history", "nws", "uniform"]
     assert len(read_rows(tmp_path / "results")) == 3
     assert "[sweep] finished" in res.stderr
-    rep = subprocess.run([sys.executable, "-m", "bench.report.tables", str(sweep)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    rep = subprocess.run([sys.executable, "-m", "bench.report", str(sweep)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert rep.returncode == 0, rep.stderr[-2000:]
     table_lines = [line for line in rep.stdout.splitlines() if line.startswith("| synthetic")]
     assert sorted(line.split("|")[2].strip() for line in table_lines) == ["history", "nws", "uniform"]

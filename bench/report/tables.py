@@ -57,7 +57,7 @@ TEXT = ("dataset", "model", "sampler", "target_metric", "device", "torch_version
 HIDDEN_KEYS = ("seed", "sampler", "sampler.name", "experiment")  # never part of a line's label
 # Command-line overrides that say where things go or how they are shown, not what is computed (older rows only)
 IGNORED_OVERRIDES = ("seed", "paths.", "logger", "hydra", "progress", "resume", "dataset.root", "device")
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "conf" / "experiment"  # the names `experiment=` resolves
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "conf" / "experiment"  # the names `experiment=` resolves
 TARGETS = (("tu", "T_u"), ("loose", "0.99·T_u"), ("ttt", "hand target"))  # (column prefix, name)
 
 
