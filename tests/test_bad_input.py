@@ -156,17 +156,28 @@ def test_command_line_check_lets_good_sweeps_and_other_flags_through(argv):
 
 
 def test_bad_command_lines_exit_2_with_one_error_line_and_no_traceback(tmp_path):
+    """Through the real entry point, one case of each kind: Hydra's composition, the whole-sweep preflight, and a
+    check only the data can make (the in-process tests above cover every value)."""
+    _exit_2_with_one_line(tmp_path, [CLI[1], CLI[5], CLI[8]])
+
+
+@pytest.mark.slow
+def test_every_bad_command_line_case_exits_2_through_the_entry_point(tmp_path):
+    _exit_2_with_one_line(tmp_path, CLI)
+
+
+def _exit_2_with_one_line(tmp_path, cases) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     procs = []
     (tmp_path / "a-file").write_text("a file where a folder should be")
-    for i, (extra, _) in enumerate(CLI):  # side by side: each is a few seconds of imports
+    for i, (extra, _) in enumerate(cases):  # side by side: each is a few seconds of imports
         extra = [e.format(tmp=tmp_path) for e in extra]
         flags = [e for e in extra if e.startswith("-")]
         args = [*flags, *_overrides([e for e in extra if not e.startswith("-")]), f"paths.results_dir={tmp_path / f'results{i}'}",
                 f"hydra.run.dir={tmp_path / f'out{i}'}", f"hydra.sweep.dir={tmp_path / f'sweep{i}'}"]
         procs.append(subprocess.Popen([sys.executable, "-m", "bench.run", *args], cwd=tmp_path, env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    for i, ((extra, expected), proc) in enumerate(zip(CLI, procs)):
+    for i, ((extra, expected), proc) in enumerate(zip(cases, procs)):
         _, err = proc.communicate(timeout=120)
         lines = [line for line in err.splitlines() if line.strip()]
         assert proc.returncode == 2, (extra, err[-2000:])

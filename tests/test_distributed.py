@@ -247,6 +247,7 @@ def test_init_distributed_rejects_bad_arguments(monkeypatch: pytest.MonkeyPatch)
         init_distributed("cpu")
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_run_one_harness_job_with_identical_sketches(tmp_path):
     # The real entry point under torchrun: 2 CPU ranks (gloo) train one data-parallel job; rank 0 writes
     # exactly one row, which records that the ranks' NWS sketches were identical at the end.

@@ -37,6 +37,7 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_a_plugin_sampler_runs_validates_sweeps_and_reports_like_ours(plugin_dir):
     results = plugin_dir / "results"
     base = [*tiny("power_loss")[1:], f"paths.results_dir={results}"]
@@ -52,6 +53,28 @@ def test_a_plugin_sampler_runs_validates_sweeps_and_reports_like_ours(plugin_dir
     report = subprocess.run([sys.executable, "-m", "bench.report", str(results)], cwd=REPO, capture_output=True,
                             text=True, timeout=120)
     assert report.returncode == 0 and "power_loss" in report.stdout
+
+
+def test_a_plugin_sampler_composes_validates_and_trains_in_process(plugin_dir, compose, monkeypatch, tmp_path):
+    """The fast version of the end-to-end test: the same path (`load_plugins`, then the schemas registered again),
+    composed and run here."""
+    from bench.config.schemas import register_configs, validate
+    from bench.run import run
+
+    monkeypatch.syspath_prepend(str(plugin_dir))
+    try:
+        load_plugins(["my_samplers"])
+        register_configs()
+        with pytest.raises(ConfigError, match=r"^<sampler.power=-1.0> is not allowed: power must be"):
+            validate(compose(tiny("power_loss", "sampler.power=-1")))
+        cfg = compose(tiny("power_loss", "sampler.power=2"))
+        validate(cfg)
+        row = run(cfg, out_dir=tmp_path / "out")
+        assert row.sampler == "power_loss" and row.sampler_options == {"power": 2.0, "mix": 0.1}
+        assert row.final_metric > 0.3 and "sketch" not in row.config  # it reads no sketch: not in its identity
+    finally:  # this process's registry as it was
+        SAMPLERS.pop("power_loss", None)
+        sys.modules.pop("my_samplers", None)
 
 
 def test_plugins_are_parsed_from_the_command_line_and_a_missing_one_is_one_line(plugin_dir, monkeypatch):

@@ -194,6 +194,7 @@ def test_sigterm_to_one_torchrun_rank_stops_every_rank_after_the_same_step_and_t
 
 
 # -- one process per run ---------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_second_process_on_a_live_run_says_so_exits_75_and_writes_nothing(tmp_path):
     results = tmp_path / "results"
     args = [*tiny("nws"), f"paths.results_dir={results}", f"paths.data_dir={tmp_path / 'data'}"]

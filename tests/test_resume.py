@@ -84,6 +84,7 @@ def _row(results: Path, rid: str) -> ResultRow:
 
 
 # -- a sweep killed mid-way ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_killed_sweep_rerun_gives_one_row_per_job_none_lost_none_twice(compose, tmp_path):
     results, sweep = tmp_path / "results", tmp_path / "sweep"
     samplers, seeds = ["uniform", "history", "nws"], [0, 1]
@@ -144,6 +145,7 @@ def test_run_killed_right_after_its_row_is_skipped_and_its_checkpoint_removed(co
 
 
 # -- one run killed mid-way, through the real entry point ------------------------------------------------
+@pytest.mark.slow
 def test_killed_run_resumes_bit_identical_through_the_cli(tmp_path):
     # nws with a one-cycle schedule: the sketch, the sampler's generator and the scheduler all carry state
     common = [*tiny("nws"), "dataset.options.n=1500", "trainer.batch_size=32", "trainer.epochs=3",

@@ -82,6 +82,7 @@ def test_sweep_through_hydra_entry_point_writes_one_row_per_job_and_reports(tmp_
     assert (sweep / "report.md").is_file()
 
 
+@pytest.mark.slow
 def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
     res = _bench_run(["-m", "hydra/launcher=local_parallel", *tiny("uniform"), "seed=0,1",
                       f"paths.results_dir={tmp_path / 'results'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)

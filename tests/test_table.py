@@ -79,6 +79,7 @@ def test_a_csv_the_tests_write_benchmarks_end_to_end_through_the_command_line(tm
     assert str(tmp_path) not in json.dumps(row.config) and "path" not in row.config["dataset"]
 
 
+@pytest.mark.slow
 def test_a_users_parquet_file_benchmarks_end_to_end(tmp_path):
     # a Parquet file with the types a user's file has: strings, bools, ints, floats, missing categories
     rng = np.random.default_rng(1)
