@@ -29,7 +29,7 @@ run: $(STAMP)  ## set up if needed, then run the main job on its embedded defaul
 	$(BIN)/python -m bench.run
 
 test: $(STAMP)  ## set up if needed, then run the default (fast) test suite
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test-all: $(STAMP)  ## every test, slow ones included (GPU ones skip without CUDA)
 	$(BIN)/python -m pytest -q -m "slow or not slow"
