@@ -76,7 +76,12 @@ def test_config_error_message_names_key_value_and_allowed(compose):
     assert "sketch.width=0" in msg and "integer >= 1" in msg and "\n" not in msg
 
 
-@pytest.mark.parametrize("sweep", options("sweep"))
+# Each usage line composes every job of its sweep (seconds each): two by default, the rest with -m slow.
+FAST_SWEEPS = ("protocol_quick", "lineage")
+
+
+@pytest.mark.parametrize("sweep", [s if s in FAST_SWEEPS else pytest.param(s, marks=pytest.mark.slow)
+                                   for s in options("sweep")])
 def test_the_usage_line_of_every_sweep_file_works_as_written(compose, sweep):
     """The sweep file's own usage line composes and validates every job (each value of each axis), and the sweep
     has at least three seeds and nine jobs."""

@@ -130,6 +130,7 @@ def test_sigterm_checkpoints_the_step_finishes_wandb_preempted_and_the_same_comm
 
 
 # -- a sweep, SIGINT -------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_sigint_in_a_sweep_keeps_finished_rows_starts_no_more_jobs_and_the_same_command_completes_it(tmp_path):
     results, sweep = tmp_path / "results", tmp_path / "sweep"
     args = ["-m", *LONG, "trainer.epochs=2", "seed=0,1,2", f"paths.data_dir={tmp_path / 'data'}",

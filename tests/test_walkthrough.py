@@ -23,7 +23,7 @@ from bench.results.rows import read_rows
 from conftest import REPO
 from lineage_files import write_folder, write_zip
 
-SMALL = ["dataset.train_size=400", "dataset.test_size=200", "trainer.epochs=1", "trainer.evals_per_epoch=1",
+SMALL = ["dataset.train_size=600", "dataset.test_size=300", "trainer.batch_size=64", "trainer.epochs=1", "trainer.evals_per_epoch=1",
          "trainer.probe_size=0", "logger=disabled", "progress=false"]
 # What is left out, and why (each is covered elsewhere or needs what this machine lacks).
 SKIPPED = {
@@ -47,9 +47,10 @@ def skip_reason(command: str) -> str | None:
     return next((why for key, why in SKIPPED.items() if key in command), None)
 
 
-def runnable(command: str, results: Path) -> list[str]:
+def runnable(command: str, results: Path, home: Path) -> list[str]:
     """The command as argv at the smallest size: this interpreter, one seed, a few hundred rows, results in `results`."""
-    argv = [os.path.expanduser(a) for a in shlex.split(os.path.expandvars(command))]
+    text = command.replace("$HOME", str(home)).replace("~/", f"{home}/")  # the walk's home, not this process's
+    argv = shlex.split(text)
     if argv[0].endswith("python"):
         argv[0] = sys.executable
     if argv[1:3] == ["-m", "bench.run"]:
@@ -82,16 +83,17 @@ def test_every_readme_command_that_can_run_here_runs_at_the_smallest_size(tmp_pa
            "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "NWS_DATA": os.environ.get("NWS_DATA", str(Path.home() / ".cache" / "nws-bench" / "data"))}
     ran, skipped = [], []
+    results = tmp_path / "results"  # one results folder for the walk, as the README's commands share `results`
     for command in readme_commands():
         if skip_reason(command):
             skipped.append(command)
             continue
-        results = tmp_path / f"results{len(ran)}"
-        argv = runnable(command, results)
+        before = len(read_rows(results)) if results.exists() else 0
+        argv = runnable(command, results, home)
         proc = subprocess.run(argv, cwd=home, env=env, capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, f"{command}\n{proc.stderr[-3000:]}"
         if argv[1:3] == ["-m", "bench.run"]:
-            assert read_rows(results), f"{command}: no result row in {results}"
+            assert len(read_rows(results)) > before, f"{command}: no new result row in {results}"
         if argv[1:3] == ["-m", "bench.report"]:
             assert (results / "report.md").is_file(), f"{command}: no report.md"
         ran.append(command)
