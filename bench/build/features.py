@@ -385,6 +385,7 @@ class ForwardRekey:
         if not hasattr(sampler, "move"):
             raise ValueError(f"sketch.key.follow needs a sampler that can move items (nws), got {type(sampler).__name__}")
         self.sampler, self.data, self.key, self.seed = sampler, data, key, seed
+        self._groups = label_groups(data, key)  # every item's class, or None: fixed, so made once, not per step
         self._update = update
         self._features: Optional[torch.Tensor] = None
         self._keyer: Optional[NWSketch] = None
@@ -409,8 +410,8 @@ class ForwardRekey:
         batch_mean = x.mean(0)
         self.mean = batch_mean if self.mean is None else self.mean.lerp_(batch_mean, self.MOMENTUM)
         keys = (x - self.mean).to(self._keyer.device)
-        groups = label_groups(self.data, self.key)
-        return self._keyer.slots(keys, None if groups is None else groups[idx].to(self._keyer.device))
+        groups = None if self._groups is None else self._groups[idx].to(self._keyer.device)
+        return self._keyer.slots(keys, groups)
 
     def feedback(self, indices: torch.Tensor, losses: torch.Tensor) -> None:
         """Move the batch's items to the slots of their training features, then pass the feedback on."""
