@@ -21,14 +21,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.results.files import atomic_write_text
+from bench.results.rows import read_rows
 
-def read_rows(results: Path) -> list[dict[str, Any]]:
-    """The finished rows under `results`/runs (one JSON row, or a list of rows, per file)."""
-    rows = []
-    for path in sorted((results / "runs").glob("*.json")):
-        data = json.loads(path.read_text())
-        rows += [r for r in (data if isinstance(data, list) else [data]) if r.get("status") == "done"]
-    return rows
+
+def finished_rows(results: Path) -> list[dict[str, Any]]:
+    """The finished rows under `results` (`bench.results.rows.read_rows`: its runs/*.json), as plain dicts."""
+    return [r.to_dict() for r in read_rows(results) if r.status == "done"]
 
 
 def interval_ms(curve: list[dict[str, Any]]) -> list[float]:
@@ -94,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=None, help="write JSON here (and the table next to it as .md)")
     p.add_argument("--label", default="", help="what these runs are (printed in the table)")
     args = p.parse_args(argv)
-    rows = read_rows(args.results)
+    rows = finished_rows(args.results)
     if not rows:
         raise SystemExit(f"results must hold finished rows under {args.results / 'runs'}, found none")
     table = summary(rows)
@@ -102,10 +101,10 @@ def main(argv: list[str] | None = None) -> None:
     text = markdown(table, checks, args.label or str(args.results))
     print(text)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         command = "scripts/step_costs.py " + " ".join(sys.argv[1:] if argv is None else argv)
-        args.out.write_text(json.dumps({"command": command, "label": args.label, "summary": table, "targets": checks}, indent=2))
-        args.out.with_suffix(".md").write_text(f"`{command}`\n\n{text}\n")
+        atomic_write_text(args.out, json.dumps({"command": command, "label": args.label, "summary": table,
+                                                "targets": checks}, indent=2))
+        atomic_write_text(args.out.with_suffix(".md"), f"`{command}`\n\n{text}\n")
 
 
 if __name__ == "__main__":

@@ -51,10 +51,10 @@ def loose_target(t_u: float, higher_is_better: bool, slack: float = LOOSE_SLACK)
     return t_u * (1 - slack) if higher_is_better else t_u * (1 + slack)
 
 
-def _points(curve: Curve) -> list[dict[str, Any]]:
-    """The evaluation points with a time and a finite metric, in the order they were taken."""
-    return [p for p in curve if p.get("time_s") is not None and p.get("metric") is not None
-            and not math.isnan(float(p["metric"]))]
+def _points(curve: Curve, key: str = "metric") -> list[dict[str, Any]]:
+    """The evaluation points with a time and a finite `key` (the target metric by default), in the order taken."""
+    return [p for p in curve if p.get("time_s") is not None and p.get(key) is not None
+            and not math.isnan(float(p[key]))]
 
 
 def first_reach(curve: Curve, metric: str, target: Optional[float]) -> tuple[float, float]:
@@ -68,13 +68,14 @@ def first_reach(curve: Curve, metric: str, target: Optional[float]) -> tuple[flo
     return math.inf, math.inf
 
 
-def value_at(curve: Curve, time_s: float) -> float:
-    """Return the metric at the last evaluation taken at or before `time_s` fair-clock seconds (no interpolation:
-    the model at that time is the one last evaluated); NaN if the run had no evaluation by then."""
+def value_at(curve: Curve, time_s: float, key: str = "metric") -> float:
+    """Return the metric (or another recorded `key`, e.g. "test_logloss") at the last evaluation taken at or before
+    `time_s` fair-clock seconds (no interpolation: the model at that time is the one last evaluated); NaN if the run
+    had no evaluation by then."""
     if math.isnan(time_s):
         return math.nan
-    before = [p for p in _points(curve) if float(p["time_s"]) <= time_s]
-    return float(before[-1]["metric"]) if before else math.nan
+    before = [p for p in _points(curve, key) if float(p["time_s"]) <= time_s]
+    return float(before[-1][key]) if before else math.nan
 
 
 def inside_first_epoch(curve: Curve, metric: str, target: Optional[float], steps_per_epoch: Optional[int]) -> bool:

@@ -41,6 +41,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from bench.config.preflight import CONF_DIR
 from bench.report.plots import (flagged, number, op_symbol, plot_curves, plot_fidelity, plot_probe, plot_sweep, plot_ttt,
                                 setting_text)
 from bench.report.protocol import (epoch_flag_applies, eval_interval_steps, first_reach, inside_first_epoch, last_value,
@@ -48,7 +49,7 @@ from bench.report.protocol import (epoch_flag_applies, eval_interval_steps, firs
 from bench.results.rows import ResultRow, read_rows
 from bench.train.timing import find_stalls
 
-__all__ = ["summarize", "experiments", "markdown_table", "write_report", "frame", "ReportError", "main"]
+__all__ = ["summarize", "experiments", "markdown_table", "write_report", "frame", "experiment_override", "ReportError", "main"]
 # The plots are bench.report.plots'; the curve readings (T_u, first reach, value at a time) are bench.report.protocol's.
 
 NUMERIC = ("seed", "target", "time_to_target_s", "final_metric", "best_metric", "train_time_s",
@@ -57,7 +58,7 @@ TEXT = ("dataset", "model", "sampler", "target_metric", "device", "torch_version
 HIDDEN_KEYS = ("seed", "sampler", "sampler.name", "experiment")  # never part of a line's label
 # Command-line overrides that say where things go or how they are shown, not what is computed (older rows only)
 IGNORED_OVERRIDES = ("seed", "paths.", "logger", "hydra", "progress", "resume", "dataset.root", "device")
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "conf" / "experiment"  # the names `experiment=` resolves
+EXPERIMENTS = CONF_DIR / "experiment"  # the names `experiment=` resolves
 TARGETS = (("tu", "T_u"), ("loose", "0.99·T_u"), ("ttt", "hand target"))  # (column prefix, name)
 
 
@@ -128,7 +129,7 @@ def _experiment_key(row: ResultRow, settings: dict[str, Any]) -> str:
     return json.dumps([row.dataset, row.model, row.target_metric, row.target, own], sort_keys=True, default=str)
 
 
-def _experiment_override(row: ResultRow) -> str | None:
+def experiment_override(row: ResultRow) -> str | None:
     """The row's `experiment=` override when that experiment exists (conf/experiment/): an older row may carry a
     misspelled name that Hydra skipped (the group is optional), and the default job ran under it."""
     named = [str(o).partition("=")[2] for o in row.overrides or [] if str(o).lstrip("+").startswith("experiment=")]
@@ -156,7 +157,7 @@ def frame(rows: Iterable[ResultRow]) -> pd.DataFrame:
                         **{f"cfg:{k}": v for k, v in settings.items()},
                         "time_to_target_s": _time_to_target(r), "higher_is_better": r.higher_is_better,
                         "line": _line_key(r, settings), "experiment": _experiment_key(r, settings),
-                        "experiment_override": _experiment_override(r), **_probe(r.curve or [])})
+                        "experiment_override": experiment_override(r), **_probe(r.curve or [])})
     df = pd.DataFrame(records)
     if df.empty:
         return df
