@@ -27,7 +27,7 @@ name with `build_sampler(name, **kwargs)`; `SAMPLERS` maps names to classes. The
 """
 from ._base import FeedbackSampler
 from ._proportional import MULTINOMIAL_MAX_CATEGORIES, ProportionalSampler, draw_categorical, inverse_cdf_draw, mix_probabilities
-from ._registry import INPUTS, SAMPLERS, build_sampler, register, sampler_inputs, sketch_defaults
+from ._registry import INPUTS, SAMPLERS, build_sampler, register, sketch_defaults
 # The samplers, in the order SAMPLERS lists them (each registers itself where it is written).
 from ._uniform import UniformSampler  # isort: skip
 from ._static import StaticSampler  # isort: skip
@@ -62,6 +62,5 @@ __all__ = [
     "INPUTS",
     "register",
     "build_sampler",
-    "sampler_inputs",
     "sketch_defaults",
 ]

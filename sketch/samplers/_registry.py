@@ -25,7 +25,7 @@ from typing import Any, Callable, TypeVar
 from .._shape import shape_defaults
 from ._base import FeedbackSampler
 
-__all__ = ["SAMPLERS", "INPUTS", "register", "build_sampler", "sampler_inputs", "sketch_defaults"]
+__all__ = ["SAMPLERS", "INPUTS", "register", "build_sampler", "sketch_defaults"]
 
 INPUTS: dict[str, str] = {
     "scores": "float [N]: one fixed score per item, known before training (e.g. a proxy model's losses)",
@@ -67,11 +67,6 @@ def register(name: str, *, inputs: tuple[str, ...] = ()) -> Callable[[S], S]:
         return cls
 
     return add
-
-
-def sampler_inputs(name: str) -> tuple[str, ...]:
-    """The runtime inputs the sampler registered as `name` declares."""
-    return SAMPLERS[_known(name)].inputs
 
 
 def sketch_defaults(name: str) -> dict[str, Any]:
